@@ -1,0 +1,213 @@
+"""Settings for every stage, read from the environment in one place.
+
+The same variable names are used by the package, Meltano, dbt, Dagster and the notebooks:
+
+- ``HDB_RESALE_DATA_DIR``: a folder of CSV deliveries. Unset: ``data/raw/`` if it holds CSVs,
+  else the data.gov.sg API.
+- ``HDB_WAREHOUSE_PATH``: the DuckDB file (default ``data/warehouse/hdb_resale.duckdb``).
+- ``HDB_START_MONTH`` / ``HDB_END_MONTH``: the window a run processes (``YYYY-MM``),
+  default 2023-01 to 2023-12 so classroom numbers are reproducible.
+- ``HDB_LOOKBACK_MONTHS``: months before the newest loaded one that are re-extracted on
+  every run, because recent months keep filling up and get revised (default 1).
+- ``DATA_GOV_SG_API_KEY``: optional API key, only from the environment or a git-ignored ``.env``.
+
+Relative paths are resolved against the repository root, so a notebook (which runs in
+``notebooks/``), Dagster and ``make`` all mean the same file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from hdb_elt.months import Month, MonthError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT / "data"
+DEFAULT_DELIVERY_DIR = DATA_DIR / "raw"
+DEFAULT_WAREHOUSE_PATH = DATA_DIR / "warehouse" / "hdb_resale.duckdb"
+MELTANO_PROJECT_DIR = REPO_ROOT / "meltano"
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_resale_flat"
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+DEFAULT_START_MONTH = "2023-01"
+DEFAULT_END_MONTH = "2023-12"
+DEFAULT_LOOKBACK_MONTHS = 1
+
+DATASET_ID = "d_8b84c4ee58e3cfc0ece0d773c8ca6abc"
+DATA_GOV_SG_API_URL = "https://data.gov.sg/api/action/datastore_search"
+
+ENV_NAMES = (
+    "HDB_RESALE_DATA_DIR",
+    "HDB_WAREHOUSE_PATH",
+    "HDB_START_MONTH",
+    "HDB_END_MONTH",
+    "HDB_LOOKBACK_MONTHS",
+    "DATA_GOV_SG_API_KEY",
+    "DATA_GOV_SG_API_URL",
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a value the pipeline cannot use; the message says what is expected."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved, validated settings of one run."""
+
+    data_dir: Path | None
+    warehouse_path: Path
+    start_month: Month
+    end_month: Month
+    lookback_months: int = DEFAULT_LOOKBACK_MONTHS
+    api_url: str = DATA_GOV_SG_API_URL
+    api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def source_mode(self) -> str:
+        """``"files"`` when reading CSV deliveries, ``"api"`` when reading data.gov.sg."""
+        return "files" if self.data_dir is not None else "api"
+
+    @property
+    def months(self) -> list[Month]:
+        """Every month of the window, oldest first."""
+        return self.start_month.range_to(self.end_month)
+
+    def describe(self) -> str:
+        """One line a person can read, with no secret in it."""
+        source = f"files in {display_path(self.data_dir)}" if self.data_dir else "data.gov.sg API"
+        return (
+            f"window {self.start_month}..{self.end_month}, source {source}, "
+            f"warehouse {display_path(self.warehouse_path)}"
+        )
+
+    def child_env(self) -> dict[str, str]:
+        """Environment for a subprocess (Meltano, dbt, papermill) carrying these settings."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "HDB_WAREHOUSE_PATH": str(self.warehouse_path),
+                "HDB_START_MONTH": str(self.start_month),
+                "HDB_END_MONTH": str(self.end_month),
+                "HDB_LOOKBACK_MONTHS": str(self.lookback_months),
+                "DATA_GOV_SG_API_URL": self.api_url,
+            }
+        )
+        if self.data_dir is not None:
+            env["HDB_RESALE_DATA_DIR"] = str(self.data_dir)
+        else:
+            env.pop("HDB_RESALE_DATA_DIR", None)
+        if self.api_key:
+            env["DATA_GOV_SG_API_KEY"] = self.api_key
+        return env
+
+
+def display_path(path: Path | None) -> str:
+    """A path relative to the repository when inside it, so output carries no home folder."""
+    if path is None:
+        return "-"
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def resolve_path(value: str, name: str) -> Path:
+    """Resolve a path setting against the repository root; refuse empty or odd values."""
+    text = value.strip()
+    if not text:
+        raise SettingsError(f"{name} is empty: expected a file system path.")
+    if "\x00" in text:
+        raise SettingsError(f"{name} contains a NUL byte: expected a file system path.")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    return path.resolve()
+
+
+def _env_value(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value
+
+
+def environment(env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> dict[str, str]:
+    """The process environment, with a git-ignored ``.env`` at the repo root filling gaps."""
+    merged: dict[str, str] = {}
+    if dotenv and (REPO_ROOT / ".env").is_file():
+        merged.update({k: v for k, v in dotenv_values(REPO_ROOT / ".env").items() if v})
+    merged.update(os.environ if env is None else env)
+    return merged
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+    """Read, validate and resolve the settings, raising :class:`SettingsError` on bad values."""
+    values = environment(env, dotenv=dotenv)
+
+    def month(name: str, default: str) -> Month:
+        raw = _env_value(values, name) or default
+        try:
+            return Month.parse(raw)
+        except MonthError as exc:
+            raise SettingsError(f"{name}={raw!r}: {exc}") from None
+
+    start = month("HDB_START_MONTH", DEFAULT_START_MONTH)
+    end = month("HDB_END_MONTH", DEFAULT_END_MONTH)
+    if end < start:
+        raise SettingsError(
+            f"HDB_END_MONTH={end} is before HDB_START_MONTH={start}: "
+            "the window must run forward in time."
+        )
+
+    raw_lookback = _env_value(values, "HDB_LOOKBACK_MONTHS")
+    lookback = DEFAULT_LOOKBACK_MONTHS
+    if raw_lookback is not None:
+        if not raw_lookback.strip().isdigit():
+            raise SettingsError(
+                f"HDB_LOOKBACK_MONTHS={raw_lookback!r}: expected a whole number of months >= 0."
+            )
+        lookback = int(raw_lookback)
+
+    warehouse = resolve_path(
+        _env_value(values, "HDB_WAREHOUSE_PATH") or str(DEFAULT_WAREHOUSE_PATH),
+        "HDB_WAREHOUSE_PATH",
+    )
+    if warehouse.is_dir():
+        raise SettingsError(
+            f"HDB_WAREHOUSE_PATH={display_path(warehouse)} is a folder: "
+            "expected the path of a DuckDB file, such as data/warehouse/hdb_resale.duckdb."
+        )
+
+    data_dir: Path | None
+    raw_dir = _env_value(values, "HDB_RESALE_DATA_DIR")
+    if raw_dir is not None:
+        data_dir = resolve_path(raw_dir, "HDB_RESALE_DATA_DIR")
+        if not data_dir.is_dir():
+            raise SettingsError(
+                f"HDB_RESALE_DATA_DIR={raw_dir!r} is not a folder: expected a folder of "
+                "CSV deliveries (or leave it unset to use data/raw/ or the data.gov.sg API)."
+            )
+    elif DEFAULT_DELIVERY_DIR.is_dir() and any(DEFAULT_DELIVERY_DIR.glob("*.csv")):
+        data_dir = DEFAULT_DELIVERY_DIR
+    else:
+        data_dir = None
+
+    api_url = _env_value(values, "DATA_GOV_SG_API_URL") or DATA_GOV_SG_API_URL
+    if not api_url.startswith(("http://", "https://")):
+        raise SettingsError(f"DATA_GOV_SG_API_URL={api_url!r}: expected an http(s) URL.")
+
+    return Settings(
+        data_dir=data_dir,
+        warehouse_path=warehouse,
+        start_month=start,
+        end_month=end,
+        lookback_months=lookback,
+        api_url=api_url,
+        api_key=_env_value(values, "DATA_GOV_SG_API_KEY"),
+    )

@@ -1,0 +1,156 @@
+"""The DuckDB warehouse: connections, its identity, and the tables the pipeline owns.
+
+DuckDB lets one process write a file at a time. Readers here open the file read-only and
+close it at once, so a notebook left open never blocks a run; a writer that finds the file
+locked gets :class:`WarehouseLockedError`, which says which file, which process, and what to do.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from hdb_elt.settings import display_path
+
+SOURCE_COLUMNS = (
+    "month",
+    "town",
+    "flat_type",
+    "block",
+    "street_name",
+    "storey_range",
+    "floor_area_sqm",
+    "flat_model",
+    "lease_commence_date",
+    "remaining_lease",
+    "resale_price",
+)
+RAW_TABLE = "raw.resale_flat_prices"
+
+_DDL = [
+    "create schema if not exists raw",
+    "create schema if not exists audit",
+    f"""create table if not exists {RAW_TABLE} (
+        {", ".join(f"{name} varchar" for name in SOURCE_COLUMNS)},
+        _source varchar,
+        _source_row bigint,
+        _load_id varchar,
+        _loaded_at timestamp
+    )""",
+    """create table if not exists raw._loads (
+        load_id varchar primary key,
+        stream varchar,
+        started_at timestamp,
+        committed_at timestamp,
+        row_count bigint,
+        months varchar[]
+    )""",
+    """create table if not exists raw._warehouse (
+        warehouse_id varchar not null,
+        created_at timestamp not null
+    )""",
+    """create table if not exists audit.validation_results (
+        _load_id varchar,
+        rule varchar,
+        severity varchar,
+        status varchar,
+        failing_rows bigint,
+        checked_rows bigint,
+        sample varchar,
+        validated_at timestamp
+    )""",
+    """create table if not exists audit.quarantine (
+        _load_id varchar,
+        _source varchar,
+        _source_row bigint,
+        month varchar,
+        rule varchar,
+        detail varchar,
+        quarantined_at timestamp
+    )""",
+]
+
+_LOCK_PID_RE = re.compile(r"PID (\d+)")
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process holds the warehouse's write lock."""
+
+    def __init__(self, path: Path, pid: int | None, holder: str | None) -> None:
+        self.path = path
+        self.pid = pid
+        who = f"process {pid}" + (f" ({holder})" if holder else "") if pid else "another process"
+        super().__init__(
+            f"The warehouse {display_path(path)} is locked by {who}: DuckDB lets one process "
+            "write it at a time. Wait for that run to finish, or stop it (in JupyterLab: "
+            "Kernel > Shut Down Kernel for a notebook holding a connection; elsewhere "
+            + (f"`kill {pid}`" if pid else "stop the other run")
+            + "), then try again."
+        )
+
+
+def _lock_error(path: Path, exc: duckdb.Error) -> WarehouseLockedError | None:
+    text = str(exc)
+    if "lock" not in text.lower():
+        return None
+    match = _LOCK_PID_RE.search(text)
+    holder = None
+    held = re.search(r"held in (\S+)", text)
+    if held:
+        holder = Path(held.group(1)).name
+    return WarehouseLockedError(path, int(match.group(1)) if match else None, holder)
+
+
+def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse, turning DuckDB's lock error into :class:`WarehouseLockedError`."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise FileNotFoundError(
+            f"The warehouse {display_path(path)} does not exist yet: run the extract-load "
+            "stage first (make run, or the 01 notebook)."
+        )
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        locked = _lock_error(path, exc)
+        if locked is not None:
+            raise locked from None
+        raise
+
+
+@contextmanager
+def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection closed when the block ends, so the file is never held longer than needed."""
+    con = open_warehouse(path, read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def ensure_warehouse(path: Path) -> str:
+    """Create the warehouse's schemas and tables if missing; return its identity."""
+    with connect(path) as con:
+        for statement in _DDL:
+            con.execute(statement)
+        row = con.execute("select warehouse_id from raw._warehouse limit 1").fetchone()
+        if row is None:
+            warehouse_id = uuid.uuid4().hex
+            con.execute(
+                "insert into raw._warehouse values (?, now()::timestamp)", [warehouse_id]
+            )
+            return warehouse_id
+        return row[0]
+
+
+def query_df(path: Path, sql: str, params: list | None = None):
+    """Run a read-only query and return a pandas DataFrame, closing the file at once."""
+    with connect(path, read_only=True) as con:
+        return con.execute(sql, params or []).df()
