@@ -1,0 +1,1 @@
+"""Singer target of the HDB resale workbook (see target.py)."""

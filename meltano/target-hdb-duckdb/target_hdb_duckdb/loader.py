@@ -1,0 +1,179 @@
+"""Write Singer streams into DuckDB: append-only, one transaction per run, with load metadata.
+
+Every run is one load: its rows get the same ``_load_id`` and ``_loaded_at``, and a row in
+``<schema>._loads`` says what it held. Nothing is visible until :meth:`DuckDBLoader.commit`;
+:meth:`DuckDBLoader.abort` (or a crash) leaves the database exactly as it was.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+METADATA_COLUMNS = {"_load_id": "varchar", "_loaded_at": "timestamp"}
+
+
+class LoaderError(RuntimeError):
+    """The stream cannot be loaded as sent; the message says why."""
+
+
+def quote(name: str) -> str:
+    """Quote an identifier, refusing names that are not plain letters, digits and underscores."""
+    if not _IDENTIFIER_RE.match(name):
+        raise LoaderError(
+            f"{name!r} cannot be a table or column name: use letters, digits and underscores."
+        )
+    return f'"{name}"'
+
+
+def duckdb_type(json_schema: dict[str, Any]) -> str:
+    """The DuckDB type for a JSON-schema property. Strings stay text: raw keeps what was sent."""
+    types = json_schema.get("type", "string")
+    if isinstance(types, str):
+        types = [types]
+    types = [t for t in types if t != "null"] or ["string"]
+    kind = types[0] if len(types) == 1 else "string"
+    return {
+        "integer": "bigint",
+        "number": "double",
+        "boolean": "boolean",
+        "object": "json",
+        "array": "json",
+    }.get(kind, "varchar")
+
+
+@dataclass
+class _Stream:
+    table: str
+    columns: list[str]
+    rows: list[tuple] = field(default_factory=list)
+    row_count: int = 0
+
+
+class DuckDBLoader:
+    """Buffers records per stream and inserts them in batches inside one open transaction."""
+
+    def __init__(self, database_path: str | Path, schema: str = "raw", batch_rows: int = 50_000):
+        path = Path(database_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.batch_rows = batch_rows
+        self.load_id = uuid.uuid4().hex
+        self.con = duckdb.connect(str(path))
+        self.streams: dict[str, _Stream] = {}
+        self.con.execute("begin transaction")
+        self.con.execute(f"create schema if not exists {quote(schema)}")
+        self.con.execute(
+            f"""create table if not exists {quote(schema)}._loads (
+                load_id varchar primary key, stream varchar, started_at timestamp,
+                committed_at timestamp, row_count bigint, months varchar[])"""
+        )
+        # Strictly increasing from load to load, so "latest delivery" never ties.
+        self.loaded_at = self.con.execute(
+            f"""select greatest(now()::timestamp,
+                   coalesce(max(committed_at), '1970-01-01') + interval 1 microsecond)
+                from {quote(schema)}._loads"""
+        ).fetchone()[0]
+
+    def register(self, stream: str, schema: dict[str, Any]) -> None:
+        """Create or widen the stream's table from a SCHEMA message."""
+        properties = schema.get("properties") or {}
+        if not properties:
+            raise LoaderError(f"SCHEMA for stream {stream!r} has no properties.")
+        if stream in self.streams:
+            self._flush(self.streams[stream])
+        table = f"{quote(self.schema)}.{quote(stream)}"
+        wanted = {name: duckdb_type(prop) for name, prop in properties.items()}
+        wanted.update(METADATA_COLUMNS)
+        existing = {
+            row[0]
+            for row in self.con.execute(
+                "select column_name from information_schema.columns "
+                "where table_schema = ? and table_name = ?",
+                [self.schema, stream],
+            ).fetchall()
+        }
+        if not existing:
+            columns_sql = ", ".join(f"{quote(n)} {t}" for n, t in wanted.items())
+            self.con.execute(f"create table {table} ({columns_sql})")
+        else:
+            for name, kind in wanted.items():
+                if name not in existing:
+                    self.con.execute(f"alter table {table} add column {quote(name)} {kind}")
+        previous = self.streams.get(stream)
+        self.streams[stream] = _Stream(
+            table=table,
+            columns=list(properties),
+            row_count=previous.row_count if previous else 0,
+        )
+
+    def add(self, stream: str, record: dict[str, Any]) -> None:
+        """Buffer one record; flush the stream's buffer when it is full."""
+        state = self.streams.get(stream)
+        if state is None:
+            raise LoaderError(f"RECORD for stream {stream!r} arrived before its SCHEMA.")
+        unknown = record.keys() - set(state.columns)
+        if unknown:
+            raise LoaderError(
+                f"RECORD for stream {stream!r} has fields not in its SCHEMA: {sorted(unknown)}."
+            )
+        state.rows.append(tuple(record.get(name) for name in state.columns))
+        state.row_count += 1
+        if len(state.rows) >= self.batch_rows:
+            self._flush(state)
+
+    def _flush(self, state: _Stream) -> None:
+        if not state.rows:
+            return
+        frame = pd.DataFrame.from_records(state.rows, columns=state.columns)
+        for name in state.columns:
+            frame[name] = frame[name].astype(object)
+        names = ", ".join(quote(n) for n in state.columns)
+        self.con.register("_incoming", frame)
+        try:
+            self.con.execute(
+                f"insert into {state.table} ({names}, _load_id, _loaded_at) "
+                f"select {names}, ?, ? from _incoming",
+                [self.load_id, self.loaded_at],
+            )
+        finally:
+            self.con.unregister("_incoming")
+        state.rows.clear()
+
+    def commit(self) -> dict[str, int]:
+        """Flush everything, record the load, commit; returns rows loaded per stream."""
+        counts: dict[str, int] = {}
+        for stream, state in self.streams.items():
+            self._flush(state)
+            if state.row_count == 0:
+                continue
+            counts[stream] = state.row_count
+            columns = {c for c in state.columns}
+            months_sql = (
+                f"(select list(distinct month order by month) from {state.table} "
+                "where _load_id = $1)"
+                if "month" in columns
+                else "null"
+            )
+            self.con.execute(
+                f"""insert into {quote(self.schema)}._loads
+                    select $1, $2, $3, now()::timestamp, $4, {months_sql}""",
+                [self.load_id, stream, self.loaded_at, state.row_count],
+            )
+        self.con.execute("commit")
+        self.con.close()
+        return counts
+
+    def abort(self) -> None:
+        """Roll back everything this run wrote."""
+        try:
+            self.con.execute("rollback")
+        finally:
+            self.con.close()

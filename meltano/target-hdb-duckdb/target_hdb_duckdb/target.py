@@ -1,0 +1,119 @@
+"""``target-hdb-duckdb``: a Singer target that loads a whole run into DuckDB or nothing.
+
+Singer has no end-of-stream message, and when a tap fails Meltano simply closes the target's
+input, which looks like a normal end. So this target commits only when the input ends with a
+STATE message sent after the last RECORD: a tap sends its closing STATE once its sync has
+finished. Input that stops after a RECORD is a broken run: nothing is written, no state is
+emitted, and the target exits non-zero. State goes to stdout only after the commit, so Meltano
+never stores state for rows that did not land.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from target_hdb_duckdb.loader import DuckDBLoader, LoaderError
+
+LOGGER = logging.getLogger("target-hdb-duckdb")
+
+ABOUT = {
+    "name": "target-hdb-duckdb",
+    "description": __doc__.strip().splitlines()[0],
+    "capabilities": ["about"],
+    "settings": [
+        {"name": "database_path", "kind": "string", "description": "The DuckDB file to load."},
+        {"name": "default_target_schema", "kind": "string", "description": "Schema (raw)."},
+        {"name": "batch_size_rows", "kind": "integer", "description": "Rows per insert."},
+    ],
+}
+
+
+class IncompleteStreamError(RuntimeError):
+    """The input ended without the tap's closing STATE message."""
+
+
+def load(lines: Iterable[str], config: dict[str, Any], out: IO[str]) -> dict[str, int]:
+    """Load Singer messages; commit and write the last STATE to ``out`` if the run completed."""
+    database_path = config.get("database_path")
+    if not database_path:
+        raise LoaderError("Setting database_path is required: the DuckDB file to load into.")
+    loader = DuckDBLoader(
+        database_path,
+        schema=config.get("default_target_schema") or "raw",
+        batch_rows=int(config.get("batch_size_rows") or 50_000),
+    )
+    state: Any = None
+    state_after_last_record = False
+    records = 0
+    try:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise LoaderError(f"Input line {number} is not JSON: {exc}") from None
+            kind = message.get("type")
+            if kind == "RECORD":
+                loader.add(message["stream"], message["record"])
+                records += 1
+                state_after_last_record = False
+            elif kind == "SCHEMA":
+                loader.register(message["stream"], message["schema"])
+            elif kind == "STATE":
+                state = message.get("value")
+                state_after_last_record = True
+            # ACTIVATE_VERSION and other messages carry nothing this append-only target needs.
+        if records and not state_after_last_record:
+            raise IncompleteStreamError(
+                f"The input stopped after {records} records without the tap's closing STATE "
+                "message: the extract did not finish, so nothing was loaded. See the tap's "
+                "error above, fix it, and run again."
+            )
+        counts = loader.commit()
+    except BaseException:
+        loader.abort()
+        raise
+    if state is not None:
+        out.write(json.dumps(state) + "\n")
+        out.flush()
+    for stream, count in counts.items():
+        LOGGER.info("Loaded %d rows into stream %s as load %s", count, stream, loader.load_id)
+    if not counts:
+        LOGGER.info("No records received: nothing loaded.")
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``target-hdb-duckdb --config config.json [--input messages.jsonl]``."""
+    parser = argparse.ArgumentParser(prog="target-hdb-duckdb", description=__doc__)
+    parser.add_argument("--config", type=Path, help="JSON file with the settings")
+    parser.add_argument("--input", type=Path, help="read messages from this file, not stdin")
+    parser.add_argument("--about", action="store_true", help="print what this target is")
+    parser.add_argument("--format", default="json", help="format for --about (json)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.about:
+        print(json.dumps(ABOUT, indent=2))
+        return 0
+    config = json.loads(args.config.read_text()) if args.config else {}
+    try:
+        if args.input:
+            with args.input.open(encoding="utf-8") as handle:
+                load(handle, config, sys.stdout)
+        else:
+            load(sys.stdin, config, sys.stdout)
+    except (LoaderError, IncompleteStreamError) as exc:
+        LOGGER.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
