@@ -1,0 +1,68 @@
+# The words a user says. `make help` lists them.
+# Settings come from the environment or a .env file (see .env.example), for example:
+#   make run HDB_RESALE_DATA_DIR=../shared/data/hdb_resale/monthly HDB_START_MONTH=2023-01
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_HOME
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run extract-load test test-fast dev lab data lint format bench clean settings
+
+help: ## List the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Create .venv, install the pinned dependencies and Meltano's plugins (idempotent)
+
+$(STAMP): pyproject.toml requirements.lock meltano/meltano.yml meltano/tap-hdb-resale/pyproject.toml meltano/target-hdb-duckdb/pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed: set PYTHON=python3.11 (or newer) and run make setup again.")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv==0.13.9
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet -r requirements.lock
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet --no-deps -e . -e meltano/tap-hdb-resale -e meltano/target-hdb-duckdb
+	cd meltano && PATH=$(CURDIR)/$(BIN):$$PATH MELTANO_SEND_ANONYMOUS_USAGE_STATS=false meltano install
+	@touch $(STAMP)
+	@echo "Setup complete. Next: make run"
+
+run: setup ## Run the pipeline for the configured window, headless
+	$(BIN)/python -m hdb_elt run
+
+extract-load: setup ## Run only the extract-load stage
+	$(BIN)/python -m hdb_elt extract-load
+
+settings: setup ## Show the settings a run would use
+	@$(BIN)/python -m hdb_elt settings
+
+data: setup ## Download the window's months from data.gov.sg into data/raw/
+	$(BIN)/python -m hdb_elt download
+
+test: setup ## Run every test (the command CI runs)
+	$(BIN)/pytest
+
+test-fast: setup ## Run the tests not marked slow
+	$(BIN)/pytest -m "not slow"
+
+dev: setup ## Start the Dagster UI on http://127.0.0.1:3000
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+lab: setup ## Open the notebooks in JupyterLab
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+lint: setup ## Check style (ruff)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup ## Format the code (ruff)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup ## Measure each stage's time and memory
+	$(BIN)/python -m bench
+
+clean: ## Remove the warehouse, run records and build output (keeps .venv and data/raw)
+	rm -rf data/warehouse data/runs dbt_resale_flat/target dbt_resale_flat/logs .dagster_home
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

@@ -1,0 +1,80 @@
+"""``python -m hdb_elt``: the commands behind the Makefile's targets.
+
+Each command reads the settings from the environment (and ``.env``), refuses bad values up
+front, and prints what it did in a few lines a person can read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from hdb_elt.settings import Settings, SettingsError, display_path, load_settings
+
+
+def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the resolved settings (never the API key)."""
+    print(
+        f"source:     {settings.source_mode} "
+        f"({display_path(settings.data_dir) if settings.data_dir else settings.api_url})"
+    )
+    print(f"warehouse:  {display_path(settings.warehouse_path)}")
+    print(f"window:     {settings.start_month}..{settings.end_month}")
+    print(f"lookback:   {settings.lookback_months} month(s)")
+    print(f"api key:    {'set' if settings.api_key else 'not set'}")
+    return 0
+
+
+def cmd_extract_load(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the extract-load stage alone."""
+    from hdb_elt.extract_load import run_extract_load
+
+    result = run_extract_load(settings)
+    print(result.summary())
+    return 0
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the pipeline for the window, headless, and print a summary."""
+    from hdb_elt.pipeline import run_pipeline
+
+    return run_pipeline(settings)
+
+
+def cmd_download(settings: Settings, args: argparse.Namespace) -> int:
+    """Download the window's months from data.gov.sg into data/raw/."""
+    from hdb_elt.download import download_months
+
+    download_months(settings, args.dest)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "settings": cmd_settings,
+    "extract-load": cmd_extract_load,
+    "run": cmd_run,
+    "download": cmd_download,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hdb_elt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, handler in COMMANDS.items():
+        command = sub.add_parser(name, help=(handler.__doc__ or "").splitlines()[0])
+        if name == "download":
+            command.add_argument("--dest", default=None, help="folder to write (data/raw/)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        return COMMANDS[args.command](settings, args)
+    except SettingsError as exc:
+        print(f"Settings error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # Errors of this project carry a message written for a person; show it, not a traceback.
+        if type(exc).__module__.startswith(("hdb_elt", "tap_hdb_resale")):
+            print(f"\n{type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        raise

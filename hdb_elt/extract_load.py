@@ -1,0 +1,175 @@
+"""Extract-load: run Meltano (our tap into our DuckDB loader) for the settings' window.
+
+Meltano runs as a subprocess, so the caller (a notebook, Dagster, ``make run``) never holds the
+warehouse file while the loader writes it. Meltano's incremental state is stored under the
+warehouse's identity (``--state-id-suffix``): point ``HDB_WAREHOUSE_PATH`` at a new file and
+the whole window is loaded again, whatever earlier runs did against another file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hdb_elt.settings import MELTANO_PROJECT_DIR, Settings, display_path
+from hdb_elt.warehouse import RAW_TABLE, connect, ensure_warehouse
+
+EXTRACTOR = "tap-hdb-resale"
+LOADER = "target-hdb-duckdb"
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+_ERROR_HINT_RE = re.compile(r"(Error|error|Exception|refused|failed)")
+
+
+class ExtractLoadError(RuntimeError):
+    """Meltano failed; the message carries the tap's or loader's own explanation."""
+
+    def __init__(self, message: str, log_path: Path | None = None) -> None:
+        self.log_path = log_path
+        if log_path is not None:
+            message += f"\nFull Meltano log: {display_path(log_path)}"
+        super().__init__(message)
+
+
+@dataclass
+class ExtractLoadResult:
+    """What one extract-load run put into the warehouse."""
+
+    load_id: str | None
+    rows: int
+    month_rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        if self.load_id is None:
+            return "Extract-load: nothing new to load (every month in the window is up to date)."
+        months = ", ".join(f"{m}: {n:,}" for m, n in self.month_rows.items())
+        return f"Extract-load: {self.rows:,} rows in {len(self.month_rows)} month(s) ({months})"
+
+
+def meltano_executable() -> str:
+    """The ``meltano`` of this interpreter's environment, else the one on PATH."""
+    beside = Path(sys.executable).parent / "meltano"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("meltano")
+    if found is None:
+        raise ExtractLoadError("Meltano is not installed: run `make setup` first.")
+    return found
+
+
+def meltano_env(settings: Settings) -> dict[str, str]:
+    """The environment Meltano's plugins read their settings from (see meltano/meltano.yml)."""
+    env = settings.child_env()
+    env.setdefault("HDB_RESALE_DATA_DIR", "")
+    env.setdefault("DATA_GOV_SG_API_KEY", "")
+    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    env["MELTANO_CLI_LOG_LEVEL"] = env.get("MELTANO_CLI_LOG_LEVEL", "info")
+    # The plugins' own executables come first, then this environment's tools.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def latest_loads(warehouse_path: Path) -> set[str]:
+    with connect(warehouse_path, read_only=True) as con:
+        return {row[0] for row in con.execute("select load_id from raw._loads").fetchall()}
+
+
+def explain_failure(output: str) -> str:
+    """The lines of Meltano's output that say what went wrong, without the noise around them."""
+    lines = [_ANSI_RE.sub("", line).rstrip() for line in output.splitlines()]
+    for marker in (
+        "DeliveryError",
+        "ApiError",
+        "ConfigValidationError",
+        "LoaderError",
+        "IncompleteStreamError",
+        "WarehouseLocked",
+    ):
+        hits = [line for line in lines if marker in line]
+        if hits:
+            return _strip_log_prefix(hits[-1])
+    hits = [line for line in lines if _ERROR_HINT_RE.search(line) and "Traceback" not in line]
+    if hits:
+        return "\n".join(_strip_log_prefix(line) for line in hits[-3:])
+    return "Meltano exited with an error and printed no explanation."
+
+
+def _strip_log_prefix(line: str) -> str:
+    # Meltano prefixes plugin output with a timestamp, level and logger fields.
+    match = re.search(r"message=(.*?)( \w+=|$)", line)
+    text = match.group(1) if match else line
+    text = re.sub(r"^\S+Z \[\s*\w+\s*\] ", "", text)
+    return text.strip()
+
+
+def run_extract_load(settings: Settings, *, log_dir: Path | None = None) -> ExtractLoadResult:
+    """Run ``meltano run tap-hdb-resale target-hdb-duckdb`` and report what landed."""
+    started = time.perf_counter()
+    warehouse_id = ensure_warehouse(settings.warehouse_path)
+    before = latest_loads(settings.warehouse_path)
+    command = [
+        meltano_executable(),
+        "run",
+        "--state-id-suffix",
+        warehouse_id,
+        EXTRACTOR,
+        LOADER,
+    ]
+    completed = subprocess.run(
+        command,
+        cwd=MELTANO_PROJECT_DIR,
+        env=meltano_env(settings),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    log_path = None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / "meltano.log"
+        log_path.write_text(output)
+    if completed.returncode != 0:
+        raise ExtractLoadError(
+            "Extract-load failed; the warehouse and Meltano's state are unchanged.\n"
+            + explain_failure(output),
+            log_path,
+        )
+    new = sorted(latest_loads(settings.warehouse_path) - before)
+    if not new:
+        return ExtractLoadResult(None, 0, {}, time.perf_counter() - started)
+    load_id = new[-1]
+    with connect(settings.warehouse_path, read_only=True) as con:
+        month_rows = dict(
+            con.execute(
+                f"select month, count(*) from {RAW_TABLE} where _load_id = ? "
+                "group by month order by month",
+                [load_id],
+            ).fetchall()
+        )
+    return ExtractLoadResult(
+        load_id=load_id,
+        rows=sum(month_rows.values()),
+        month_rows=month_rows,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def latest_delivery_counts(warehouse_path: Path) -> dict[str, int]:
+    """Rows per month in the latest delivery of each month: what downstream reads."""
+    with connect(warehouse_path, read_only=True) as con:
+        rows = con.execute(
+            f"""with latest as (
+                    select month, max(_loaded_at) as loaded_at from {RAW_TABLE} group by month
+                )
+                select r.month, count(*) from {RAW_TABLE} as r
+                join latest as l on r.month = l.month and r._loaded_at = l.loaded_at
+                group by r.month order by r.month"""
+        ).fetchall()
+    return dict(rows)

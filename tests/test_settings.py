@@ -1,0 +1,87 @@
+"""Settings are read in one place and bad values are refused up front, saying what is expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hdb_elt.months import Month, MonthError
+from hdb_elt.settings import (
+    DEFAULT_WAREHOUSE_PATH,
+    REPO_ROOT,
+    SettingsError,
+    load_settings,
+)
+
+
+def settings(**env: str):
+    return load_settings(env, dotenv=False)
+
+
+def test_defaults_give_the_classroom_window() -> None:
+    s = settings()
+    assert (str(s.start_month), str(s.end_month)) == ("2023-01", "2023-12")
+    assert s.warehouse_path == DEFAULT_WAREHOUSE_PATH
+    assert s.lookback_months == 1
+    assert len(s.months) == 12
+
+
+@pytest.mark.parametrize(
+    "value", ["2023-13", "2023-00", "23-01", "2023/01", "2023-1", "soon", "2023-01-01"]
+)
+def test_malformed_month_is_refused(value: str) -> None:
+    with pytest.raises(SettingsError, match="HDB_START_MONTH.*expected YYYY-MM|month part"):
+        settings(HDB_START_MONTH=value)
+
+
+def test_window_must_run_forward() -> None:
+    with pytest.raises(SettingsError, match="before HDB_START_MONTH"):
+        settings(HDB_START_MONTH="2023-05", HDB_END_MONTH="2023-04")
+
+
+def test_relative_paths_resolve_against_the_repository(tmp_path: Path) -> None:
+    s = settings(HDB_WAREHOUSE_PATH="data/warehouse/other.duckdb")
+    assert s.warehouse_path == REPO_ROOT / "data" / "warehouse" / "other.duckdb"
+
+
+def test_missing_data_dir_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="not a folder"):
+        settings(HDB_RESALE_DATA_DIR=str(tmp_path / "nowhere"))
+
+
+def test_data_dir_selects_files_mode(tmp_path: Path) -> None:
+    s = settings(HDB_RESALE_DATA_DIR=str(tmp_path))
+    assert s.source_mode == "files" and s.data_dir == tmp_path
+
+
+def test_warehouse_path_that_is_a_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="is a folder"):
+        settings(HDB_WAREHOUSE_PATH=str(tmp_path))
+
+
+@pytest.mark.parametrize("value", ["-1", "one", "1.5"])
+def test_lookback_must_be_a_whole_number(value: str) -> None:
+    with pytest.raises(SettingsError, match="HDB_LOOKBACK_MONTHS"):
+        settings(HDB_LOOKBACK_MONTHS=value)
+
+
+def test_api_key_is_never_shown() -> None:
+    s = settings(DATA_GOV_SG_API_KEY="secret-key-123")
+    assert s.api_key == "secret-key-123"
+    assert "secret-key-123" not in repr(s)
+    assert "secret-key-123" not in s.describe()
+
+
+def test_month_arithmetic() -> None:
+    m = Month.parse("2023-01")
+    assert str(m.shift(-1)) == "2022-12"
+    assert str(m.shift(13)) == "2024-02"
+    assert [str(x) for x in Month.parse("2022-11").range_to(Month.parse("2023-02"))] == [
+        "2022-11",
+        "2022-12",
+        "2023-01",
+        "2023-02",
+    ]
+    with pytest.raises(MonthError):
+        Month.parse("2023-13")
