@@ -8,6 +8,7 @@ the whole window is loaded again, whatever earlier runs did against another file
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -173,3 +174,25 @@ def latest_delivery_counts(warehouse_path: Path) -> dict[str, int]:
                 group by r.month order by r.month"""
         ).fetchall()
     return dict(rows)
+
+
+def state_id(warehouse_id: str) -> str:
+    """Meltano's state id for this warehouse (environment ``dev``)."""
+    return f"dev:{EXTRACTOR}-to-{LOADER}:{warehouse_id}"
+
+
+def read_state(settings: Settings) -> dict | None:
+    """The incremental state Meltano keeps for this warehouse, or None before the first load."""
+    warehouse_id = ensure_warehouse(settings.warehouse_path)
+    completed = subprocess.run(
+        [meltano_executable(), "state", "get", state_id(warehouse_id)],
+        cwd=MELTANO_PROJECT_DIR,
+        env=meltano_env(settings),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    text = completed.stdout.strip()
+    if completed.returncode != 0 or not text.startswith("{"):
+        return None
+    return json.loads(text)

@@ -1,0 +1,110 @@
+"""``make data``: download months from data.gov.sg into CSV deliveries, one file per month.
+
+Files are written in data.gov.sg's export format (the same header and column order), so the
+tap reads them like any other delivery. Each file is written to a temporary name and renamed
+when complete, so an interrupted download never leaves half a month behind. ``manifest.json``
+beside the files records each month's row count and SHA-256, and months that the workbook's
+classroom numbers rely on are compared with ``data/reference_counts.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tap_hdb_resale.api import DataGovSgClient
+
+from hdb_elt.settings import DATA_DIR, DATASET_ID, DEFAULT_DELIVERY_DIR, Settings, display_path
+from hdb_elt.warehouse import SOURCE_COLUMNS
+
+REFERENCE_COUNTS = DATA_DIR / "reference_counts.csv"
+
+
+@dataclass
+class DownloadedMonth:
+    month: str
+    rows: int
+    sha256: str | None
+    file: str | None
+
+
+def delivery_name(month: str) -> str:
+    return f"resale-flat-prices-{month}.csv"
+
+
+def reference_counts(path: Path = REFERENCE_COUNTS) -> dict[str, int]:
+    """Row counts per month of the reference download the workbook's numbers come from."""
+    if not path.exists():
+        return {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        return {row["month"]: int(row["rows"]) for row in csv.DictReader(handle)}
+
+
+def write_month(client: DataGovSgClient, month: str, dest: Path) -> DownloadedMonth:
+    """Fetch one month and write it atomically; an empty month writes no file."""
+    final = dest / delivery_name(month)
+    partial = final.with_suffix(".csv.partial")
+    rows = 0
+    with partial.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(SOURCE_COLUMNS)
+        for record in client.iter_month(month):
+            writer.writerow([record.get(column, "") for column in SOURCE_COLUMNS])
+            rows += 1
+    if rows == 0:
+        partial.unlink()
+        return DownloadedMonth(month, 0, None, None)
+    sha256 = hashlib.sha256(partial.read_bytes()).hexdigest()
+    os.replace(partial, final)
+    return DownloadedMonth(month, rows, sha256, final.name)
+
+
+def check_against_reference(months: list[DownloadedMonth]) -> list[str]:
+    """Warnings for months whose fresh row count differs from the committed reference."""
+    reference = reference_counts()
+    warnings = []
+    for item in months:
+        expected = reference.get(item.month)
+        if expected is not None and expected != item.rows:
+            warnings.append(
+                f"{item.month}: downloaded {item.rows:,} rows, the workbook's reference has "
+                f"{expected:,}. data.gov.sg revises recent months, so classroom numbers for "
+                "this month will differ from the ones in the notebooks."
+            )
+    return warnings
+
+
+def download_months(settings: Settings, dest: Path | str | None = None) -> list[DownloadedMonth]:
+    """Download every month of the settings' window into ``dest`` (default ``data/raw/``)."""
+    folder = Path(dest) if dest else DEFAULT_DELIVERY_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    results: list[DownloadedMonth] = []
+    with DataGovSgClient(api_url=settings.api_url, api_key=settings.api_key) as client:
+        for month in settings.months:
+            item = write_month(client, str(month), folder)
+            results.append(item)
+            print(f"{item.month}: {item.rows:>6,} rows  {item.file or '(no rows published)'}")
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest.update(
+        {
+            "dataset_id": DATASET_ID,
+            "source": settings.api_url,
+            "licence": "Singapore Open Data Licence version 1.0",
+        }
+    )
+    months = manifest.setdefault("months", {})
+    downloaded_at = datetime.now(UTC).isoformat(timespec="seconds")
+    for item in results:
+        months[item.month] = {**asdict(item), "downloaded_at": downloaded_at}
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    for warning in check_against_reference(results):
+        print(f"warning: {warning}")
+    total = sum(item.rows for item in results)
+    print(f"Downloaded {total:,} rows in {len(results)} month(s) into {display_path(folder)}.")
+    return results
