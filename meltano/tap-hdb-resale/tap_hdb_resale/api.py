@@ -1,0 +1,243 @@
+"""A small client for data.gov.sg's ``datastore_search`` API, one registration month at a time.
+
+It has no singer-sdk dependency on purpose: the tap uses it, and so does the project's
+``make data``, which writes the same records to CSV files.
+
+    client = DataGovSgClient(api_key=os.environ.get("DATA_GOV_SG_API_KEY"))
+    total = client.month_total("2023-07")
+    for record in client.iter_month("2023-07"):  # dicts of text values, in source order
+        ...
+
+Rate limits (HTTP 429) and server errors (5xx) are retried with exponential backoff and
+jitter; HTTP 413 halves the page size. The API key travels only in the ``x-api-key`` header:
+it is never part of a URL, a log line, a record or an error message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+
+from tap_hdb_resale.months import parse_month
+
+DEFAULT_API_URL = "https://data.gov.sg/api/action/datastore_search"
+DEFAULT_RESOURCE_ID = "d_8b84c4ee58e3cfc0ece0d773c8ca6abc"
+DEFAULT_PAGE_SIZE = 10_000
+DEFAULT_MAX_RETRIES = 8
+DEFAULT_BACKOFF_BASE_SECONDS = 1.0
+DEFAULT_BACKOFF_MAX_SECONDS = 12.0  # data.gov.sg's rate limits reset every 10 s
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
+PAGE_MARGIN = 2  # pages allowed beyond ceil(total / page size) before we call it a loop
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(RuntimeError):
+    """data.gov.sg did not deliver a month; the message names the URL (never the key)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One answer of ``datastore_search``: some records and the month's total."""
+
+    records: list[dict[str, Any]]
+    total: int
+
+
+def as_text(value: Any) -> str:
+    """A JSON value as the text a CSV export would hold: ``70.0`` -> ``"70"``, null -> ``""``."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After`` as seconds or HTTP date), if any."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class DataGovSgClient:
+    """Reads one month of the HDB resale dataset at a time, page by page, with retries."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str = DEFAULT_API_URL,
+        resource_id: str = DEFAULT_RESOURCE_ID,
+        api_key: str | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
+        backoff_max_seconds: float = DEFAULT_BACKOFF_MAX_SECONDS,
+        request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, not {page_size}")
+        self.api_url = api_url
+        self.resource_id = resource_id
+        self.page_size = page_size
+        self.max_retries = max_retries
+        self.backoff_base_seconds = backoff_base_seconds
+        self.backoff_max_seconds = backoff_max_seconds
+        self.request_timeout_seconds = request_timeout_seconds
+        self._api_key = api_key or None
+        self._session = session or requests.Session()
+        if self._api_key:
+            self._session.headers["x-api-key"] = self._api_key
+        self._sleep = sleep
+
+    def __repr__(self) -> str:  # never show the key
+        return f"DataGovSgClient(api_url={self.api_url!r}, resource_id={self.resource_id!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> DataGovSgClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _params(self, month: str) -> dict[str, str]:
+        filters = json.dumps({"month": parse_month(month)}, separators=(",", ":"))
+        return {"resource_id": self.resource_id, "filters": filters}
+
+    def month_url(self, month: str) -> str:
+        """The URL that selects ``month`` (without paging, without the key): the ``_source``."""
+        return f"{self.api_url}?{urlencode(self._params(month))}"
+
+    def month_total(self, month: str) -> int:
+        """How many records data.gov.sg holds for ``month``."""
+        return self._fetch_page(month, offset=0, limit=1).total
+
+    def iter_month(self, month: str) -> Iterator[dict[str, str]]:
+        """Yield every record of ``month`` in the API's order, values as text, ``_id`` dropped.
+
+        Paging stops with an :class:`ApiError` rather than loop: on an empty page before the
+        total is reached, a page repeated, a total that changes mid-month, or too many pages.
+        """
+        offset, total, pages, per_page, last_ids = 0, None, 0, 0, None
+        while total is None or offset < total:
+            page = self._fetch_page(month, offset=offset, limit=self.page_size)
+            pages += 1
+            where = f"{self.month_url(month)} at offset {offset}"
+            if total is None:
+                total, per_page = page.total, len(page.records)
+            elif page.total != total:
+                raise ApiError(
+                    f"{where}: the month's total changed from {total} to {page.total} while "
+                    "paging (data.gov.sg was updating it). Run again in a few minutes."
+                )
+            if offset < total and not page.records:
+                raise ApiError(f"{where}: an empty page before the total of {total} was reached")
+            ids = [record.get("_id") for record in page.records]
+            if ids == last_ids and any(i is not None for i in ids):
+                raise ApiError(f"{where}: the same page came back twice; paging would not end")
+            per_page = max(1, min(per_page, self.page_size))
+            if pages > math.ceil(total / per_page) + PAGE_MARGIN:
+                raise ApiError(f"{where}: {pages} pages for {total} records; paging would not end")
+            last_ids = ids
+            for record in page.records:
+                yield {key: as_text(value) for key, value in record.items() if key != "_id"}
+            offset += len(page.records)
+        if offset > total:
+            raise ApiError(f"{self.month_url(month)}: {offset} records, but a total of {total}")
+
+    def _fetch_page(self, month: str, *, offset: int, limit: int) -> Page:
+        """One page, retrying 429, 5xx and network errors; 413 halves the page size."""
+        attempt = 0
+        while True:
+            params = {**self._params(month), "limit": str(limit), "offset": str(offset)}
+            url = f"{self.api_url}?{urlencode(params)}"
+            wait: float | None = None
+            try:
+                response = self._session.get(
+                    self.api_url, params=params, timeout=self.request_timeout_seconds
+                )
+            except (requests.ConnectionError, requests.Timeout) as error:
+                problem = f"{type(error).__name__}"
+            else:
+                status = response.status_code
+                if status == 413:
+                    limit = self._halve_page_size(url, limit)
+                    continue
+                if status < 400:
+                    return self._parse(response, url)
+                if status != 429 and status < 500:
+                    raise ApiError(f"{url}: HTTP {status} {response.reason}. {self._hint(status)}")
+                problem, wait = f"HTTP {status} {response.reason}", _retry_after(response)
+            if attempt >= self.max_retries:
+                raise ApiError(
+                    f"{url}: gave up after {attempt + 1} attempts, the last one got {problem}. "
+                    "data.gov.sg may be rate-limiting or down: wait and run again, set an API "
+                    "key, or raise max_retries."
+                )
+            if wait is None:
+                wait = min(self.backoff_max_seconds, self.backoff_base_seconds * 2**attempt)
+                wait *= 0.5 + random.random() / 2  # jitter: clients do not retry in lockstep
+            attempt += 1
+            logger.warning("%s: %s, retry %d in %.1f s", url, problem, attempt, wait)
+            self._sleep(wait)
+
+    def _halve_page_size(self, url: str, limit: int) -> int:
+        """After HTTP 413 (answer too large): use half the page size from now on."""
+        if limit // 2 < 1:
+            raise ApiError(f"{url}: HTTP 413 even for a page of {limit} record")
+        self.page_size = limit // 2
+        logger.warning("%s: HTTP 413, page size halved to %d", url, self.page_size)
+        return self.page_size
+
+    @staticmethod
+    def _hint(status: int) -> str:
+        if status in (401, 403):
+            return "Check the API key (DATA_GOV_SG_API_KEY), or run without one."
+        if status == 404:
+            return "Check api_url and resource_id."
+        return "Check api_url, resource_id and the month."
+
+    def _redact(self, text: str) -> str:
+        """``text`` with the API key masked, for anything quoted from an answer."""
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    def _parse(self, response: requests.Response, url: str) -> Page:
+        """The page inside ``{"success": true, "result": {"records": [...], "total": N}}``."""
+        try:
+            body = response.json()
+        except ValueError:
+            snippet = self._redact(response.text[:80])
+            raise ApiError(f"{url}: the answer is not JSON (it starts {snippet!r})") from None
+        result = body.get("result") if isinstance(body, dict) else None
+        if not isinstance(result, dict):
+            error = body.get("error") if isinstance(body, dict) else None
+            detail = self._redact(f": {error}") if error else ""
+            raise ApiError(f"{url}: the JSON answer has no 'result' object{detail}")
+        records, total = result.get("records"), result.get("total")
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise ApiError(f"{url}: 'result.records' is not a list of records")
+        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            raise ApiError(f"{url}: 'result.total' is not a count: {total!r}")
+        return Page(records, total)

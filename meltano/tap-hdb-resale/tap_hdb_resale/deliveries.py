@@ -1,0 +1,322 @@
+"""Read and check CSV deliveries in data.gov.sg's export format (files mode).
+
+A delivery is checked completely before any of its rows is used, and every problem stops the
+run with a :class:`DeliveryError` naming the file, line, column and rule: a raw layer that
+silently loaded half a file, or shifted columns, would be worse than no load at all.
+Values are never converted: the raw layer keeps them exactly as delivered.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tap_hdb_resale.months import MonthError, parse_month
+
+COLUMNS = (
+    "month",
+    "town",
+    "flat_type",
+    "block",
+    "street_name",
+    "storey_range",
+    "floor_area_sqm",
+    "flat_model",
+    "lease_commence_date",
+    "remaining_lease",
+    "resale_price",
+)
+NUMERIC_COLUMNS = ("floor_area_sqm", "resale_price")
+
+_NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")
+# A month in a file name, such as resale-flat-prices-2023-05.csv.
+_NAME_MONTH_RE = re.compile(r"(?<!\d)\d{4}-\d{2}(?!\d)")
+_REDOWNLOAD = "Fix the file, or download it again with `make data`."
+
+logger = logging.getLogger(__name__)
+
+
+class DeliveryError(ValueError):
+    """A delivery the tap refuses; the message says where, which rule, and what to do."""
+
+    def __init__(
+        self,
+        file: str,
+        line: int | None,
+        problem: str,
+        *,
+        rule: str,
+        todo: str,
+        column: str | None = None,
+    ) -> None:
+        where = [file]
+        if line is not None:
+            where.append(f"line {line}")
+        if column is not None:
+            where.append(f"column {column}")
+        super().__init__(f"{', '.join(where)}: {problem} (rule: {rule}). {todo}")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One data row: its CSV line number (header = line 1) and the eleven values as text."""
+
+    line: int
+    values: tuple[str, ...]
+
+    @property
+    def month(self) -> str:
+        return self.values[0]
+
+    def as_record(self) -> dict[str, str]:
+        return dict(zip(COLUMNS, self.values, strict=True))
+
+
+@dataclass(frozen=True)
+class MonthDelivery:
+    """All rows of one registration month, from the one file that delivered them."""
+
+    month: str
+    path: Path
+    rows: list[Row]
+    fingerprint: str
+
+
+def value_problem(column: str, value: str) -> tuple[str, str] | None:
+    """What is wrong with one source value, as ``(problem, rule)``, or None if it is fine."""
+    if column == "month":
+        try:
+            parse_month(value)
+        except MonthError as error:
+            return str(error), "month must be YYYY-MM"
+    if column in NUMERIC_COLUMNS and not _NUMBER_RE.match(value):
+        return f"{value!r} is not a number", f"{column} must be numeric"
+    return None
+
+
+def month_in_name(name: str) -> str | None:
+    """The month a file is named for, or None when its name holds no (or several) months."""
+    tokens = set(_NAME_MONTH_RE.findall(name))
+    if len(tokens) != 1:
+        return None
+    token = tokens.pop()
+    try:
+        return parse_month(token)
+    except MonthError as error:
+        raise DeliveryError(
+            name,
+            None,
+            f"the file name holds {error}",
+            rule="a month in a file name is the month of its rows",
+            todo="Rename the file.",
+        ) from None
+
+
+def fingerprint(rows: Sequence[Row]) -> str:
+    """SHA-256 of the rows' values in delivery order: BOM, line endings and column order
+    (which are not content) do not change it, any changed, added or removed row does."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row.values, ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _decode(path: Path) -> str:
+    """The file's text: UTF-8, with or without a byte order mark."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DeliveryError(
+            path.name,
+            None,
+            f"cannot be read: {error.strerror or error}",
+            rule="delivery files must be readable",
+            todo="Check that the file exists and its permissions let you read it.",
+        ) from None
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = skip + error.start
+        raise DeliveryError(
+            path.name,
+            data.count(b"\n", 0, offset) + 1,
+            f"byte {data[offset]:#04x} at byte offset {offset} is not valid UTF-8",
+            rule="deliveries are UTF-8 text",
+            todo="Save or export the file as UTF-8 CSV, or download it again with `make data`.",
+        ) from None
+
+
+def _check_header(name: str, header: list[str]) -> dict[str, int]:
+    """Map each of the eleven columns to its position in the header (found by name)."""
+    if not header:
+        raise DeliveryError(
+            name,
+            1,
+            "the file is empty: there is no header row",
+            rule="a delivery starts with a header row naming the eleven columns",
+            todo=_REDOWNLOAD,
+        )
+    found = [column.strip() for column in header]
+    missing = [column for column in COLUMNS if column not in found]
+    if missing:
+        raise DeliveryError(
+            name,
+            1,
+            f"missing from the header, which has: {', '.join(found)}",
+            column=", ".join(missing),
+            rule=f"the header names all eleven columns: {', '.join(COLUMNS)}",
+            todo="Check that the file is a data.gov.sg export of the HDB resale flat prices.",
+        )
+    for column in COLUMNS:
+        if found.count(column) > 1:
+            raise DeliveryError(
+                name,
+                1,
+                "appears more than once in the header",
+                column=column,
+                rule="each column appears once",
+                todo=_REDOWNLOAD,
+            )
+    return {column: found.index(column) for column in COLUMNS}
+
+
+def _check_row(name: str, line: int, fields: list[str], header: list[str]) -> None:
+    """Refuse a row whose field count differs from the header's (e.g. a truncated line)."""
+    if len(fields) == len(header):
+        return
+    if len(fields) < len(header):
+        column = header[len(fields)].strip()
+        problem = f"the row has {len(fields)} fields, the header {len(header)}: it ends early"
+    else:
+        column = f"{len(header) + 1} (after the last header column)"
+        problem = f"the row has {len(fields)} fields, the header only {len(header)}"
+    raise DeliveryError(
+        name,
+        line,
+        problem,
+        column=column,
+        rule="every row has as many fields as the header",
+        todo="The file may be truncated or hand-edited: " + _REDOWNLOAD,
+    )
+
+
+def read_delivery(path: Path) -> list[Row]:
+    """Read one CSV delivery and check every row; raise :class:`DeliveryError` on any problem.
+
+    A file named for a month (``...-2023-05.csv``) must hold only that month's rows.
+    """
+    name = path.name
+    name_month = month_in_name(name)
+    reader = csv.reader(io.StringIO(_decode(path), newline=""))
+    rows: list[Row] = []
+    try:
+        header = next(reader, [])
+        index = _check_header(name, header)
+        last_line = reader.line_num
+        for fields in reader:
+            line, last_line = last_line + 1, reader.line_num
+            if not fields:  # a blank line holds no row
+                continue
+            _check_row(name, line, fields, header)
+            values = tuple(fields[index[column]] for column in COLUMNS)
+            for column, value in zip(COLUMNS, values, strict=True):
+                if found := value_problem(column, value):
+                    problem, rule = found
+                    raise DeliveryError(
+                        name, line, problem, column=column, rule=rule, todo=_REDOWNLOAD
+                    )
+            if name_month is not None and values[0] != name_month:
+                raise DeliveryError(
+                    name,
+                    line,
+                    f"a row of {values[0]} in a file named for {name_month}",
+                    column="month",
+                    rule="rows match the month in the file name",
+                    todo="Rename the file so its name holds no month, or split it by month.",
+                )
+            rows.append(Row(line, values))
+    except csv.Error as error:
+        raise DeliveryError(
+            name, reader.line_num, f"not readable as CSV: {error}", rule="CSV", todo=_REDOWNLOAD
+        ) from None
+    if not rows:
+        raise DeliveryError(
+            name,
+            2,
+            "the file has a header but no data rows",
+            rule="a delivery holds at least one row",
+            todo=_REDOWNLOAD,
+        )
+    return rows
+
+
+def find_deliveries(data_dir: Path) -> list[Path]:
+    """The ``*.csv`` files directly in ``data_dir``, sorted by name."""
+    if not data_dir.is_dir():
+        raise DeliveryError(
+            str(data_dir),
+            None,
+            "is not a folder",
+            rule="data_dir is the folder holding the CSV deliveries",
+            todo="Set data_dir to that folder, or unset it to read the data.gov.sg API.",
+        )
+    return sorted(path for path in data_dir.glob("*.csv") if path.is_file())
+
+
+def collect_months(
+    data_dir: Path, window: Sequence[str], log: logging.Logger = logger
+) -> dict[str, MonthDelivery]:
+    """Read and check every delivery that may hold months of ``window``; return those months.
+
+    Files named for a month outside the window are skipped unread. Rows of other files whose
+    month is outside the window are dropped (and counted in the log). A month delivered by two
+    files is an error, because the run could not tell which one is the delivery.
+    """
+    wanted = set(window)
+    found: dict[str, MonthDelivery] = {}
+    skipped_files: list[str] = []
+    for path in find_deliveries(data_dir):
+        name_month = month_in_name(path.name)
+        if name_month is not None and name_month not in wanted:
+            skipped_files.append(path.name)
+            continue
+        by_month: dict[str, list[Row]] = {}
+        for row in read_delivery(path):
+            by_month.setdefault(row.month, []).append(row)
+        outside = {month: rows for month, rows in by_month.items() if month not in wanted}
+        if outside:
+            log.info(
+                "%s: skipped %d rows of months outside the window (%s)",
+                path.name,
+                sum(len(rows) for rows in outside.values()),
+                ", ".join(f"{month}: {len(rows)}" for month, rows in sorted(outside.items())),
+            )
+        for month, rows in by_month.items():
+            if month in outside:
+                continue
+            if month in found:
+                raise DeliveryError(
+                    path.name,
+                    rows[0].line,
+                    f"rows of {month}, which {found[month].path.name} also delivers",
+                    column="month",
+                    rule="each month comes from exactly one file in a run",
+                    todo="Move one of the two files out of data_dir and run again.",
+                )
+            found[month] = MonthDelivery(month, path.resolve(), rows, fingerprint(rows))
+    if skipped_files:
+        log.info(
+            "Skipped %d files named for months outside the window %s, unread",
+            len(skipped_files),
+            f"{window[0]}..{window[-1]}" if window else "(empty)",
+        )
+    return dict(sorted(found.items()))

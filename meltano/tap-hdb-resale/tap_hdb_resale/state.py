@@ -1,0 +1,115 @@
+"""Which months a run extracts, and what it remembers for the next run.
+
+The tap keeps its own bookmark beside the SDK's, in ``bookmarks.resale_flat_prices``::
+
+    "months": {"2023-01": {"rows": 2552, "fingerprint": "<sha256 hex>"}, ...}
+
+``rows`` is how many records the month's last extraction emitted; ``fingerprint`` is the
+SHA-256 of its normalized rows in files mode (see ``deliveries.fingerprint``) and null in API
+mode, where knowing it would mean downloading the month anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tap_hdb_resale.months import MonthError, describe_months, parse_month, shift_month
+
+DEFAULT_LOOKBACK_MONTHS = 1
+REASONS = ("new", "changed", "lookback")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The months of the window a run extracts (with the reason) and those it skips."""
+
+    extract: dict[str, str]
+    unchanged: list[str]
+    missing: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One log line: what is extracted and why, what is skipped."""
+        parts = [
+            f"{reason}: {describe_months([m for m, r in self.extract.items() if r == reason])}"
+            for reason in REASONS
+        ]
+        text = f"Months to extract: {'; '.join(parts)}. Skipped as unchanged: "
+        text += describe_months(self.unchanged)
+        if self.missing:
+            text += f". No delivery for: {describe_months(self.missing)}"
+        return text + "."
+
+
+def _malformed(problem: str) -> ValueError:
+    return ValueError(
+        f"The state's bookmarks.resale_flat_prices.months is malformed ({problem}). "
+        "Clear the state (meltano state clear) to extract the whole window again."
+    )
+
+
+def read_months(stream_state: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``months`` bookmark of a stream state, checked (empty when there is none)."""
+    months = stream_state.get("months") or {}
+    if not isinstance(months, dict):
+        raise _malformed("it is not an object")
+    for month, entry in months.items():
+        try:
+            parse_month(month)
+        except MonthError as error:
+            raise _malformed(str(error)) from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("rows"), int):
+            raise _malformed(f"{month}: {entry!r} has no integer 'rows'")
+    return {month: dict(entry) for month, entry in months.items()}
+
+
+def lookback_months(known: Mapping[str, Mapping[str, Any]], lookback: int) -> set[str]:
+    """The newest month loaded with rows, and the ``lookback`` months before it (0: none)."""
+    loaded = [month for month, entry in known.items() if entry["rows"] > 0]
+    if lookback <= 0 or not loaded:
+        return set()
+    newest = max(loaded)
+    return {shift_month(newest, -back) for back in range(lookback + 1)}
+
+
+def plan_months(
+    window: Sequence[str],
+    known: Mapping[str, Mapping[str, Any]],
+    lookback: int,
+    available: Mapping[str, str] | None = None,
+) -> Plan:
+    """Decide which months of ``window`` to extract.
+
+    ``available`` maps each month that has a delivery to its fingerprint (files mode); None
+    means every month can be asked for (API mode). A month is extracted when it is new (not
+    in state, or empty last time), changed (files mode: another fingerprint) or in lookback.
+    """
+    back = lookback_months(known, lookback)
+    extract: dict[str, str] = {}
+    unchanged: list[str] = []
+    missing: list[str] = []
+    for month in window:
+        entry = known.get(month)
+        if available is not None and month not in available:
+            missing.append(month)
+        elif entry is None or entry["rows"] == 0:
+            extract[month] = "new"
+        elif available is not None and entry.get("fingerprint") != available[month]:
+            extract[month] = "changed"
+        elif month in back:
+            extract[month] = "lookback"
+        else:
+            unchanged.append(month)
+    return Plan(extract, unchanged, missing)
+
+
+def remember(
+    known: Mapping[str, Mapping[str, Any]], extracted: Mapping[str, tuple[int, str | None]]
+) -> dict[str, dict[str, Any]]:
+    """The new ``months`` bookmark: ``known`` updated with each extracted month's
+    ``(rows, fingerprint)``. Months not extracted keep their entries."""
+    months = {month: dict(entry) for month, entry in known.items()}
+    for month, (rows, fingerprint) in extracted.items():
+        months[month] = {"rows": rows, "fingerprint": fingerprint}
+    return dict(sorted(months.items()))

@@ -1,0 +1,137 @@
+"""tap-hdb-resale: HDB resale flat prices from CSV deliveries or the data.gov.sg API.
+
+Run it as ``tap-hdb-resale --config config.json [--state state.json]`` (Meltano does this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_hdb_resale import api
+from tap_hdb_resale.months import MonthError, parse_month
+from tap_hdb_resale.state import DEFAULT_LOOKBACK_MONTHS
+from tap_hdb_resale.streams import ResaleFlatPricesStream
+
+
+def month_setting_errors(config: Mapping[str, Any]) -> list[str]:
+    """Problems with start_month and end_month, in words a user can act on."""
+    errors = []
+    for key in ("start_month", "end_month"):
+        if key in config:
+            try:
+                parse_month(config[key])
+            except MonthError as error:
+                errors.append(f"{key}: {error}")
+    if not errors and config.get("start_month", "") > config.get("end_month", "9999-12"):
+        errors.append(
+            f"start_month {config['start_month']} is after end_month {config['end_month']}"
+        )
+    return errors
+
+
+class TapHdbResale(Tap):
+    """Singer tap for the HDB resale flat prices dataset (data.gov.sg)."""
+
+    name = "tap-hdb-resale"
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "data_dir",
+            th.StringType,
+            description="Folder of CSV deliveries in data.gov.sg's export format (files "
+            "mode). Leave unset to read the data.gov.sg API instead (API mode).",
+        ),
+        th.Property(
+            "start_month",
+            th.StringType,
+            required=True,
+            description="First registration month of the window, YYYY-MM.",
+            examples=["2023-01"],
+        ),
+        th.Property(
+            "end_month",
+            th.StringType,
+            required=True,
+            description="Last registration month of the window, YYYY-MM (included).",
+            examples=["2023-12"],
+        ),
+        th.Property(
+            "lookback_months",
+            th.IntegerType(minimum=0),
+            default=DEFAULT_LOOKBACK_MONTHS,
+            description="Every run re-extracts the newest month already loaded and this many "
+            "months before it, because data.gov.sg keeps filling and revising recent months. "
+            "0 turns this off.",
+        ),
+        th.Property(
+            "api_url",
+            th.StringType,
+            default=api.DEFAULT_API_URL,
+            description="data.gov.sg datastore_search endpoint (API mode).",
+        ),
+        th.Property(
+            "resource_id",
+            th.StringType,
+            default=api.DEFAULT_RESOURCE_ID,
+            description="data.gov.sg dataset id of the HDB resale prices (API mode).",
+        ),
+        th.Property(
+            "api_key",
+            th.StringType,
+            secret=True,
+            description="Optional data.gov.sg API key for higher rate limits, sent as the "
+            "x-api-key header and never logged.",
+        ),
+        th.Property(
+            "page_size",
+            th.IntegerType(minimum=1),
+            default=api.DEFAULT_PAGE_SIZE,
+            description="Records per API request; halved automatically on HTTP 413.",
+        ),
+        th.Property(
+            "max_retries",
+            th.IntegerType(minimum=0),
+            default=api.DEFAULT_MAX_RETRIES,
+            description="Retries of a request after HTTP 429, 5xx or a network error.",
+        ),
+        th.Property(
+            "backoff_base_seconds",
+            th.NumberType(minimum=0),
+            default=api.DEFAULT_BACKOFF_BASE_SECONDS,
+            description="First retry wait; it doubles on each retry (with jitter).",
+        ),
+        th.Property(
+            "backoff_max_seconds",
+            th.NumberType(minimum=0),
+            default=api.DEFAULT_BACKOFF_MAX_SECONDS,
+            description="Longest wait between retries unless the server sends Retry-After "
+            "(data.gov.sg rate limits reset every 10 s).",
+        ),
+        th.Property(
+            "request_timeout_seconds",
+            th.NumberType(exclusive_minimum=0),
+            default=api.DEFAULT_REQUEST_TIMEOUT_SECONDS,
+            description="Seconds to wait for one API answer before retrying.",
+        ),
+    ).to_dict()
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """The SDK's JSON Schema checks, plus month settings that must really be YYYY-MM."""
+        errors = super()._validate_config(raise_errors=False) + month_setting_errors(self.config)
+        if errors and raise_errors:
+            raise ConfigValidationError(
+                "Config validation failed: " + "; ".join(errors), errors=errors
+            )
+        return errors
+
+    def discover_streams(self) -> list[ResaleFlatPricesStream]:
+        return [ResaleFlatPricesStream(self)]
+
+
+if __name__ == "__main__":
+    TapHdbResale.cli()
