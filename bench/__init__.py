@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print numbers (time, throughput, memory), never timed tests."""
