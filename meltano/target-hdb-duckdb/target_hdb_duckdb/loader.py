@@ -55,6 +55,7 @@ class _Stream:
     columns: list[str]
     rows: list[tuple] = field(default_factory=list)
     row_count: int = 0
+    month_counts: dict[str, int] = field(default_factory=dict)
 
 
 class DuckDBLoader:
@@ -77,7 +78,7 @@ class DuckDBLoader:
         )
         # Strictly increasing from load to load, so "latest delivery" never ties.
         self.loaded_at = self.con.execute(
-            f"""select greatest(now()::timestamp,
+            f"""select greatest(timezone('UTC', now()),
                    coalesce(max(committed_at), '1970-01-01') + interval 1 microsecond)
                 from {quote(schema)}._loads"""
         ).fetchone()[0]
@@ -112,6 +113,7 @@ class DuckDBLoader:
             table=table,
             columns=list(properties),
             row_count=previous.row_count if previous else 0,
+            month_counts=previous.month_counts if previous else {},
         )
 
     def add(self, stream: str, record: dict[str, Any]) -> None:
@@ -126,6 +128,9 @@ class DuckDBLoader:
             )
         state.rows.append(tuple(record.get(name) for name in state.columns))
         state.row_count += 1
+        month = record.get("month")
+        if month is not None:
+            state.month_counts[month] = state.month_counts.get(month, 0) + 1
         if len(state.rows) >= self.batch_rows:
             self._flush(state)
 
@@ -147,6 +152,23 @@ class DuckDBLoader:
             self.con.unregister("_incoming")
         state.rows.clear()
 
+    def unconfirmed_months(self, state: object) -> list[str]:
+        """Months received whose row count the tap's closing state does not confirm.
+
+        A tap that finished a month records ``bookmarks.<stream>.months.<month>.rows`` in its
+        closing state. A sync cut short (a crash, or SIGTERM, on which singer-sdk still writes
+        the state it had) cannot confirm the month it was in the middle of.
+        """
+        problems = []
+        bookmarks = state.get("bookmarks", {}) if isinstance(state, dict) else {}
+        for stream, info in self.streams.items():
+            claimed = (bookmarks.get(stream) or {}).get("months") or {}
+            for month, count in sorted(info.month_counts.items()):
+                rows = (claimed.get(month) or {}).get("rows")
+                if rows != count:
+                    problems.append(f"{stream} {month}: received {count}, state says {rows}")
+        return problems
+
     def commit(self) -> dict[str, int]:
         """Flush everything, record the load, commit; returns rows loaded per stream."""
         counts: dict[str, int] = {}
@@ -164,7 +186,7 @@ class DuckDBLoader:
             )
             self.con.execute(
                 f"""insert into {quote(self.schema)}._loads
-                    select $1, $2, $3, now()::timestamp, $4, {months_sql}""",
+                    select $1, $2, $3, timezone('UTC', now()), $4, {months_sql}""",
                 [self.load_id, stream, self.loaded_at, state.row_count],
             )
         self.con.execute("commit")

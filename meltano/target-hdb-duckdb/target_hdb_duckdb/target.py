@@ -4,8 +4,12 @@ Singer has no end-of-stream message, and when a tap fails Meltano simply closes 
 input, which looks like a normal end. So this target commits only when the input ends with a
 STATE message sent after the last RECORD: a tap sends its closing STATE once its sync has
 finished. Input that stops after a RECORD is a broken run: nothing is written, no state is
-emitted, and the target exits non-zero. State goes to stdout only after the commit, so Meltano
-never stores state for rows that did not land.
+emitted, and the target exits non-zero. A closing STATE is not proof enough on its own
+(singer-sdk taps write their current state when they are terminated), so for every month it
+received the target also checks that the closing state records exactly that many rows
+(``bookmarks.<stream>.months.<month>.rows``, as tap-hdb-resale writes once a month is done).
+State goes to stdout only after the commit, so Meltano never stores state for rows that did
+not land.
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ ABOUT = {
         {"name": "database_path", "kind": "string", "description": "The DuckDB file to load."},
         {"name": "default_target_schema", "kind": "string", "description": "Schema (raw)."},
         {"name": "batch_size_rows", "kind": "integer", "description": "Rows per insert."},
+        {
+            "name": "verify_month_counts",
+            "kind": "boolean",
+            "description": "Commit only if the closing STATE confirms each month's row count.",
+        },
     ],
 }
 
@@ -48,6 +57,7 @@ def load(lines: Iterable[str], config: dict[str, Any], out: IO[str]) -> dict[str
         schema=config.get("default_target_schema") or "raw",
         batch_rows=int(config.get("batch_size_rows") or 50_000),
     )
+    verify_months = bool(config.get("verify_month_counts", True))
     state: Any = None
     state_after_last_record = False
     records = 0
@@ -75,6 +85,14 @@ def load(lines: Iterable[str], config: dict[str, Any], out: IO[str]) -> dict[str
                 f"The input stopped after {records} records without the tap's closing STATE "
                 "message: the extract did not finish, so nothing was loaded. See the tap's "
                 "error above, fix it, and run again."
+            )
+        unconfirmed = loader.unconfirmed_months(state) if verify_months else []
+        if unconfirmed:
+            raise IncompleteStreamError(
+                "The tap's closing STATE does not confirm the months it sent ("
+                + "; ".join(unconfirmed[:5])
+                + "): the extract did not finish, so nothing was loaded. See the tap's error "
+                "above, fix it, and run again."
             )
         counts = loader.commit()
     except BaseException:

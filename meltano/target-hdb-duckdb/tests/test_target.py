@@ -125,7 +125,9 @@ def test_months_are_recorded_for_a_month_column(tmp_path: Path) -> None:
         json.dumps({"type": "RECORD", "stream": "things", "record": {"month": m}})
         for m in ["2023-02", "2023-01", "2023-02"]
     ]
-    lines.append(json.dumps({"type": "STATE", "value": {}}))
+    lines.append(
+        json.dumps({"type": "STATE", "value": month_state(things={"2023-01": 1, "2023-02": 2})})
+    )
     load(lines, {"database_path": str(db)}, io.StringIO())
     with duckdb.connect(str(db)) as con:
         assert con.execute("select months, row_count from raw._loads").fetchone() == (
@@ -167,3 +169,52 @@ def test_command_line_exits_non_zero_on_incomplete_input(tmp_path: Path) -> None
     assert result.returncode == 1
     assert "closing STATE" in result.stderr
     assert result.stdout == ""
+
+
+def month_state(**streams: dict[str, int]) -> dict:
+    """A closing state in tap-hdb-resale's shape: rows per month per stream."""
+    return {
+        "bookmarks": {
+            stream: {"months": {m: {"rows": n} for m, n in months.items()}}
+            for stream, months in streams.items()
+        }
+    }
+
+
+def month_records(counts: dict[str, int]) -> list[str]:
+    schema = {
+        **TEXT_SCHEMA,
+        "schema": {"properties": {"month": {"type": "string"}, "b": {"type": "string"}}},
+    }
+    lines = [json.dumps(schema)]
+    for month, n in counts.items():
+        lines += [
+            json.dumps(
+                {"type": "RECORD", "stream": "things", "record": {"month": month, "b": str(i)}}
+            )
+            for i in range(n)
+        ]
+    return lines
+
+
+def test_closing_state_that_confirms_each_month_commits(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    lines = month_records({"2023-11": 3, "2023-12": 2})
+    lines.append(
+        json.dumps({"type": "STATE", "value": month_state(things={"2023-11": 3, "2023-12": 2})})
+    )
+    assert load(lines, {"database_path": str(db)}, io.StringIO()) == {"things": 5}
+
+
+def test_state_written_on_termination_does_not_confirm_a_cut_month(tmp_path: Path) -> None:
+    # singer-sdk writes its current (old) state when terminated mid-month: the last month
+    # received is incomplete, and the old state's count for it cannot match.
+    db = tmp_path / "w.duckdb"
+    old = month_state(things={"2023-11": 3, "2023-12": 4})
+    lines = month_records({"2023-11": 3, "2023-12": 2})
+    lines.append(json.dumps({"type": "STATE", "value": old}))
+    out = io.StringIO()
+    with pytest.raises(IncompleteStreamError, match=r"2023-12: received 2, state says 4"):
+        load(lines, {"database_path": str(db)}, out)
+    assert out.getvalue() == ""
+    assert tables_in(db) == []
