@@ -205,7 +205,7 @@ def _check_row(name: str, line: int, fields: list[str], header: list[str]) -> No
         problem,
         column=column,
         rule="every row has as many fields as the header",
-        todo="The file may be truncated or hand-edited: " + _REDOWNLOAD,
+        todo="The file may be truncated or hand-edited: fix it, or download it again.",
     )
 
 
@@ -284,7 +284,10 @@ def collect_months(
     wanted = set(window)
     found: dict[str, MonthDelivery] = {}
     skipped_files: list[str] = []
-    for path in find_deliveries(data_dir):
+    paths = find_deliveries(data_dir)
+    if not paths:
+        log.warning("%s holds no *.csv files: there is nothing to extract", data_dir)
+    for path in paths:
         name_month = month_in_name(path.name)
         if name_month is not None and name_month not in wanted:
             skipped_files.append(path.name)

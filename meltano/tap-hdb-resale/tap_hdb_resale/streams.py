@@ -44,6 +44,11 @@ class ResaleFlatPricesStream(Stream):
         th.Property("_source_row", th.IntegerType, description="CSV line, or API record no."),
     ).to_dict()
 
+    @property
+    def emit_activate_version_messages(self) -> bool:
+        """Never: ACTIVATE_VERSION would let a loader drop earlier deliveries from raw."""
+        return False
+
     def get_records(self, context: Mapping[str, Any] | None) -> Extraction:
         """Yield the records of the months this run extracts, then update the state.
 
@@ -52,7 +57,9 @@ class ResaleFlatPricesStream(Stream):
         """
         window = month_range(self.config["start_month"], self.config["end_month"])
         known = read_months(self.stream_state)
-        lookback = self.config.get("lookback_months", DEFAULT_LOOKBACK_MONTHS)
+        lookback = self.config.get("lookback_months")
+        if lookback is None:
+            lookback = DEFAULT_LOOKBACK_MONTHS
         if self.config.get("data_dir"):
             extracted = yield from self._from_files(window, known, lookback)
         else:
@@ -75,7 +82,12 @@ class ResaleFlatPricesStream(Stream):
         """API mode: ask data.gov.sg for each planned month, page by page."""
         plan = plan_months(window, known, lookback)
         self.logger.info(plan.describe())
-        settings = {key: self.config[key] for key in CLIENT_SETTINGS if key in self.config}
+        # Unset and empty settings (Meltano passes "" for an unset env var) keep the defaults.
+        settings = {
+            key: self.config[key]
+            for key in CLIENT_SETTINGS
+            if self.config.get(key) not in (None, "")
+        }
         extracted: dict[str, tuple[int, str | None]] = {}
         with DataGovSgClient(**settings) as client:
             for month in plan.extract:
@@ -91,22 +103,18 @@ class ResaleFlatPricesStream(Stream):
 def _api_record(values: Mapping[str, str], month: str, source: str, number: int) -> dict:
     """One API record as a stream record, held to the same rules as a CSV row."""
     for column in COLUMNS:
-        if column not in values:
-            found = (column, "is missing", "every record has the eleven columns")
-        elif column == "month" and values[column] != month:
-            found = (column, f"{values[column]!r} in the answer for {month}", "month matches")
+        value = values.get(column)
+        if value is None:
+            problem, rule = "missing from the record", "every record has the eleven columns"
+        elif column == "month" and value != month:
+            problem, rule = f"{value!r} in the answer for {month}", "records are of the month asked"
         else:
-            problem = value_problem(column, values[column])
-            found = (column, *problem) if problem else None
-        if found:
-            column, problem, rule = found
+            problem, rule = value_problem(column, value) or ("", "")
+        if problem:
             raise ApiError(
                 f"{source}, record {number}, column {column}: {problem} (rule: {rule}). "
                 "data.gov.sg delivered a record the raw layer cannot take: report it to the "
                 "maintainers, or leave that month out of the window."
             )
-    return {
-        **{column: values[column] for column in COLUMNS},
-        "_source": source,
-        "_source_row": number,
-    }
+    record: dict[str, Any] = {column: values[column] for column in COLUMNS}
+    return {**record, "_source": source, "_source_row": number}

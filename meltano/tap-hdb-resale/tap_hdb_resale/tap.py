@@ -6,11 +6,12 @@ Run it as ``tap-hdb-resale --config config.json [--state state.json]`` (Meltano 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
 
 from tap_hdb_resale import api
 from tap_hdb_resale.months import MonthError, parse_month
@@ -38,6 +39,17 @@ class TapHdbResale(Tap):
     """Singer tap for the HDB resale flat prices dataset (data.gov.sg)."""
 
     name = "tap-hdb-resale"
+    # The SDK's defaults minus ACTIVATE_VERSION (which tells a loader to drop earlier rows:
+    # wrong for an append-only raw layer) and BATCH (the project's loader reads records).
+    capabilities: ClassVar[list[CapabilitiesEnum]] = [
+        TapCapabilities.CATALOG,
+        TapCapabilities.STATE,
+        TapCapabilities.DISCOVER,
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+        PluginCapabilities.STRUCTURED_LOGGING,
+    ]
 
     config_jsonschema = th.PropertiesList(
         th.Property(

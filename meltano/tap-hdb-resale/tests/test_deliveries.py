@@ -1,0 +1,224 @@
+"""Files mode: deliveries are read exactly as delivered, and refused with a clear message."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+from tap_helpers import run_tap, sale, write_csv
+
+from tap_hdb_resale.deliveries import COLUMNS, DeliveryError, collect_months, read_delivery
+from tap_hdb_resale.tap import TapHdbResale
+
+
+def files_config(folder: Path, start: str = "2023-01", end: str = "2023-12") -> dict:
+    return {"data_dir": str(folder), "start_month": start, "end_month": end}
+
+
+def test_records_are_the_rows_as_delivered(fixture_deliveries: Path) -> None:
+    run = run_tap(files_config(fixture_deliveries, end="2023-02"))
+    expected = []
+    for path in sorted(fixture_deliveries.glob("*.csv")):
+        with path.open(encoding="utf-8", newline="") as handle:
+            for line, row in enumerate(csv.DictReader(handle), start=2):
+                expected.append({**row, "_source": str(path.resolve()), "_source_row": line})
+    assert run.records == expected
+    # Identical rows are real sales: both stay. Values stay text, exactly as written.
+    assert run.records[1] == {**run.records[2], "_source_row": 3}
+    assert {r["resale_price"] for r in run.records} >= {"505000", "255000.00"}
+    assert run.month_counts() == {"2023-01": 4, "2023-02": 3}
+
+
+def test_bom_crlf_reordered_and_extra_columns(tmp_path: Path) -> None:
+    rows = [sale("2023-03", i) for i in range(3)]
+    columns = ["remarks", *reversed(COLUMNS)]
+    path = write_csv(
+        tmp_path / "resale-flat-prices-2023-03.csv",
+        [{**row, "remarks": "ignored"} for row in rows],
+        columns=columns,
+        bom=True,
+        newline="\r\n",
+    )
+    run = run_tap(files_config(tmp_path))
+    assert run.records == [
+        {**row, "_source": str(path.resolve()), "_source_row": line}
+        for line, row in enumerate(rows, start=2)
+    ]
+    # The same rows in the plain export format have the same fingerprint: not a change.
+    (tmp_path / "plain").mkdir()
+    write_csv(tmp_path / "plain" / "resale-flat-prices-2023-03.csv", rows)
+    odd = collect_months(tmp_path, ["2023-03"])["2023-03"]
+    plain = collect_months(tmp_path / "plain", ["2023-03"])["2023-03"]
+    assert odd.fingerprint == plain.fingerprint
+
+
+def test_multi_month_file_keeps_only_the_window(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    months = ["2022-11", "2022-12", "2022-12", "2023-01", "2023-02", "2023-03"]
+    write_csv(tmp_path / "all-sales.csv", [sale(m, i) for i, m in enumerate(months)])
+    with caplog.at_level(logging.INFO):
+        run = run_tap(files_config(tmp_path, "2023-01", "2023-02"))
+    assert run.month_counts() == {"2023-01": 1, "2023-02": 1}
+    assert [r["_source_row"] for r in run.records] == [5, 6]
+    assert "all-sales.csv: skipped 4 rows of months outside the window" in caplog.text
+    assert "2022-11: 1, 2022-12: 2, 2023-03: 1" in caplog.text
+
+
+def test_file_named_for_a_month_outside_the_window_is_not_read(tmp_path: Path) -> None:
+    write_csv(tmp_path / "resale-flat-prices-2023-01.csv", [sale("2023-01", 1)])
+    (tmp_path / "resale-flat-prices-2019-05.csv").write_bytes(b"\xff not even text")
+    run = run_tap(files_config(tmp_path))
+    assert run.month_counts() == {"2023-01": 1}
+
+
+def test_one_month_in_two_files_is_refused(tmp_path: Path) -> None:
+    write_csv(tmp_path / "a-export.csv", [sale("2023-01", 1), sale("2023-02", 2)])
+    write_csv(tmp_path / "resale-flat-prices-2023-02.csv", [sale("2023-02", 3)])
+    with pytest.raises(DeliveryError) as caught:
+        run_tap(files_config(tmp_path))
+    message = str(caught.value)
+    assert "resale-flat-prices-2023-02.csv, line 2, column month" in message
+    assert "a-export.csv also delivers" in message
+    assert "rule: each month comes from exactly one file in a run" in message
+
+
+HEADER = ",".join(COLUMNS)
+GOOD = ",".join(sale("2023-03", 1).values())
+
+
+def good_line(**changes: str) -> str:
+    return ",".join(sale("2023-03", 1, **changes).values())
+
+
+BAD_INPUTS = {
+    "empty file": (
+        b"",
+        "line 1: the file is empty: there is no header row (rule: a delivery "
+        "starts with a header row",
+    ),
+    "header only": (
+        f"{HEADER}\n".encode(),
+        "line 2: the file has a header but no data rows (rule: a delivery holds at least one row)",
+    ),
+    "missing columns": (
+        f"{HEADER.replace(',resale_price', '').replace('town,', '')}\n{GOOD}\n".encode(),
+        "line 1, column town, resale_price: missing from the header, which has: month, flat_type,",
+    ),
+    "truncated last line": (
+        f"{HEADER}\n{GOOD}\n{GOOD}\n{GOOD[:40]}".encode(),
+        "line 4, column storey_range: the row has 5 fields, the header 11: it ends early "
+        "(rule: every row has as many fields as the header)",
+    ),
+    "too many fields": (
+        f"{HEADER}\n{GOOD},extra\n".encode(),
+        "line 2, column 12 (after the last header column): the row has 12 fields",
+    ),
+    "price not a number": (
+        f"{HEADER}\n{GOOD}\n{good_line(resale_price='abc')}\n".encode(),
+        "line 3, column resale_price: 'abc' is not a number (rule: resale_price must be "
+        "numeric). Fix the file",
+    ),
+    "area not a number": (
+        f"{HEADER}\n{good_line(floor_area_sqm='92 sqm')}\n".encode(),
+        "line 2, column floor_area_sqm: '92 sqm' is not a number (rule: floor_area_sqm must "
+        "be numeric)",
+    ),
+    "empty price": (
+        f"{HEADER}\n{good_line(resale_price='')}\n".encode(),
+        "line 2, column resale_price: '' is not a number",
+    ),
+    "month 13": (
+        f"{HEADER}\n{good_line(month='2023-13')}\n".encode(),
+        "line 2, column month: '2023-13' is not a month: expected YYYY-MM with MM from 01 to "
+        "12 (rule: month must be YYYY-MM)",
+    ),
+    "two-digit year": (
+        f"{HEADER}\n{good_line(month='23-01')}\n".encode(),
+        "line 2, column month: '23-01' is not a month: expected YYYY-MM",
+    ),
+    "empty month": (
+        f"{HEADER}\n{GOOD}\n{good_line(month='')}\n".encode(),
+        "line 3, column month: '' is not a month: expected YYYY-MM",
+    ),
+    "not utf-8": (
+        f"{HEADER}\n{GOOD}\n".encode() + good_line(town="CAF\xc9").encode("latin-1") + b"\n",
+        "line 3: byte 0xc9 at byte offset",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_delivery_stops_the_run_with_file_line_column_and_rule(
+    tmp_path: Path, case: str
+) -> None:
+    content, expected = BAD_INPUTS[case]
+    (tmp_path / "sales-export.csv").write_bytes(content)
+    with pytest.raises(DeliveryError) as caught:
+        run_tap(files_config(tmp_path))
+    message = str(caught.value)
+    assert message.startswith("sales-export.csv, line ")
+    assert expected in message
+    assert "(rule: " in message
+
+
+def test_not_utf8_names_the_offset_and_rule(tmp_path: Path) -> None:
+    content = f"\ufeff{HEADER}\n".encode() + b"2023-03,BEDOK\xff\n"
+    (tmp_path / "x.csv").write_bytes(content)
+    with pytest.raises(DeliveryError) as caught:
+        read_delivery(tmp_path / "x.csv")
+    offset = content.index(b"\xff")
+    assert f"x.csv, line 2: byte 0xff at byte offset {offset} is not valid UTF-8" in str(
+        caught.value
+    )
+    assert "(rule: deliveries are UTF-8 text)" in str(caught.value)
+
+
+def test_row_of_another_month_in_a_named_file(tmp_path: Path) -> None:
+    rows = [sale("2023-05", 1), sale("2023-05", 2), sale("2023-06", 3)]
+    write_csv(tmp_path / "resale-flat-prices-2023-05.csv", rows)
+    with pytest.raises(DeliveryError) as caught:
+        run_tap(files_config(tmp_path))
+    assert str(caught.value).startswith(
+        "resale-flat-prices-2023-05.csv, line 4, column month: a row of 2023-06 in a file "
+        "named for 2023-05 (rule: rows match the month in the file name)"
+    )
+
+
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_csv(tmp_path / "resale-flat-prices-2023-01.csv", [sale("2023-01", 1)])
+    real_read_bytes = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self == path:  # chmod would not stop root, so refuse the read here
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(DeliveryError) as caught:
+        run_tap(files_config(tmp_path))
+    assert str(caught.value).startswith(
+        "resale-flat-prices-2023-01.csv: cannot be read: Permission denied "
+        "(rule: delivery files must be readable)"
+    )
+
+
+def test_nothing_is_emitted_when_a_later_file_is_bad(tmp_path: Path) -> None:
+    """Every file is checked before the first record goes out, so the loader never sees a
+    partial run (it would not commit one anyway: the run fails)."""
+    write_csv(tmp_path / "resale-flat-prices-2023-01.csv", [sale("2023-01", 1)])
+    write_csv(tmp_path / "resale-flat-prices-2023-02.csv", [sale("2023-02", 1, town="")][:0])
+    out = io.StringIO()
+    tap = TapHdbResale(config=files_config(tmp_path))
+    with redirect_stdout(out), pytest.raises(DeliveryError, match="no data rows"):
+        tap.sync_all()
+    assert '"type":"RECORD"' not in out.getvalue().replace(" ", "")
+
+
+def test_data_dir_must_be_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(DeliveryError, match="is not a folder"):
+        run_tap(files_config(tmp_path / "missing"))
