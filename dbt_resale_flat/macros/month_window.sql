@@ -1,0 +1,68 @@
+{#-
+    The window of registration months a run rebuilds, from --vars start_month / end_month.
+    Values are checked against YYYY-MM before they reach any SQL; a bad value stops the run
+    with a message saying what was wrong and what to pass instead.
+-#}
+{% macro month_window() %}
+    {%- set window = {'start': none, 'end': none} -%}
+    {%- for var_name, key in [('start_month', 'start'), ('end_month', 'end')] -%}
+        {%- set value = var(var_name, none) -%}
+        {%- if value is not none and (value | string | trim) != '' -%}
+            {%- set text = value | string | trim -%}
+            {%- if not modules.re.match('^[0-9]{4}-(0[1-9]|1[0-2])$', text) -%}
+                {{ exceptions.raise_compiler_error(
+                    "--vars " ~ var_name ~ "=" ~ (value | string) ~ " is not a month: expected "
+                    ~ "YYYY-MM, for example --vars '{start_month: \"2023-03\", end_month: \"2023-03\"}'."
+                ) }}
+            {%- endif -%}
+            {%- do window.update({key: text}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if window.start is not none and window.end is not none and window.start > window.end -%}
+        {{ exceptions.raise_compiler_error(
+            "--vars end_month=" ~ window.end ~ " is before start_month=" ~ window.start
+            ~ ": the window must run forward in time."
+        ) }}
+    {%- endif -%}
+    {{ return(window) }}
+{% endmacro %}
+
+
+{#-
+    A SQL predicate on month_key choosing the months this run (re)builds in an incremental
+    model that carries month_key and _loaded_at:
+    - with a window in --vars: exactly the window's months;
+    - otherwise, on an incremental run: every month whose latest raw delivery is newer than
+      the one the model holds, or that the model does not hold at all;
+    - otherwise (first build, --full-refresh): every month.
+    The model's select and the replace_months strategy's delete both use it, so the months
+    deleted are exactly the months inserted again.
+-#}
+{% macro months_to_rebuild(target_relation) %}
+    {%- set window = month_window() -%}
+    {%- if window.start is not none or window.end is not none -%}
+        month_key between '{{ window.start or "0001-01" }}' and '{{ window.end or "9999-12" }}'
+    {%- elif is_incremental() -%}
+        month_key in (
+            select deliveries.month_key
+            from (
+                select
+                    trim(month) as month_key,
+                    max(_loaded_at) as _loaded_at,
+                from {{ source('hdb', 'resale_flat_prices') }}
+                group by 1
+            ) as deliveries
+            left join (
+                select
+                    month_key,
+                    max(_loaded_at) as _loaded_at,
+                from {{ target_relation }}
+                group by 1
+            ) as built
+                on deliveries.month_key = built.month_key
+            where built._loaded_at is null or deliveries._loaded_at > built._loaded_at
+        )
+    {%- else -%}
+        true
+    {%- endif -%}
+{% endmacro %}

@@ -1,0 +1,19 @@
+-- One row per HDB town, with its planning region (seed town_regions).
+
+with
+
+town_regions as (
+    select * from {{ ref('town_regions') }}
+),
+
+final as (
+    select
+        -- ids
+        upper(trim(town)) as town,
+
+        -- attributes
+        region,
+    from town_regions
+)
+
+select * from final

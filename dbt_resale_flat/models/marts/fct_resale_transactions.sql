@@ -1,0 +1,57 @@
+-- One row per resale transaction, built month by month. A run rebuilds whole months
+-- (months_to_rebuild): by default every month with a newer raw delivery, or exactly the
+-- --vars start_month..end_month window. The replace_months strategy deletes those months
+-- before inserting them again, so a re-delivered month never keeps stale or duplicated rows
+-- and the other months are not touched.
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_months',
+        on_schema_change='fail',
+    )
+}}
+
+with
+
+transactions as (
+    select * from {{ ref('stg_hdb__resale_flat_prices') }}
+),
+
+final as (
+    select
+        -- ids
+        transaction_id,
+
+        -- dates
+        month,
+        month_key,
+
+        -- dimensions
+        town,
+        flat_type,
+        block,
+        street_name,
+        storey_range,
+        storey_lower,
+        storey_upper,
+        flat_model,
+        lease_commence_year,
+        remaining_lease_months,
+        is_remaining_lease_derived,
+
+        -- measures
+        floor_area_sqm,
+        resale_price,
+        price_per_sqm,
+
+        -- load metadata
+        _source,
+        _source_row,
+        _load_id,
+        _loaded_at,
+    from transactions
+    where {{ months_to_rebuild(this) }}
+)
+
+select * from final

@@ -1,0 +1,146 @@
+-- One row per resale transaction of the latest delivery of each month, typed and cleaned.
+-- Quarantined rows (audit.quarantine) are left out.
+
+with
+
+source as (
+    select * from {{ source('hdb', 'resale_flat_prices') }}
+),
+
+quarantine as (
+    select * from {{ source('audit', 'quarantine') }}
+),
+
+latest_loads as (
+    -- a month delivered again replaces the earlier delivery: keep the greatest _loaded_at
+    select
+        trim(source.month) as delivered_month,
+        max(source._loaded_at) as latest_loaded_at,
+    from source
+    group by 1
+),
+
+latest_delivery as (
+    select source.*
+    from source
+    inner join latest_loads
+        on
+            trim(source.month) = latest_loads.delivered_month
+            and source._loaded_at = latest_loads.latest_loaded_at
+),
+
+keyed as (
+    -- No natural key, and identical rows are distinct sales: hash the row's values plus its
+    -- occurrence number among its identical twins. The id depends on the values only, so it
+    -- is the same on every rebuild and in every delivery that repeats the row.
+    select
+        latest_delivery.*,
+        md5(
+            concat_ws(
+                '|',
+                {%- for column in source_columns() %}
+                coalesce(trim(latest_delivery.{{ column }}), ''),
+                {%- endfor %}
+                cast(
+                    row_number() over (
+                        partition by
+                            {%- for column in source_columns() %}
+                            coalesce(trim(latest_delivery.{{ column }}), ''){{ ',' if not loop.last }}
+                            {%- endfor %}
+                        order by latest_delivery._source_row
+                    ) as varchar
+                )
+            )
+        ) as transaction_id,
+    from latest_delivery
+),
+
+not_quarantined as (
+    select keyed.*
+    from keyed
+    where not exists (
+        select 1
+        from quarantine
+        where
+            quarantine._load_id = keyed._load_id
+            and quarantine._source = keyed._source
+            and quarantine._source_row = keyed._source_row
+    )
+),
+
+typed as (
+    select
+        -- ids
+        transaction_id,
+
+        -- dates
+        cast(try_strptime(trim(month), '%Y-%m') as date) as month,
+
+        -- dimensions
+        upper(regexp_replace(trim(town), ' +', ' ', 'g')) as town,
+        replace(
+            upper(regexp_replace(trim(flat_type), ' +', ' ', 'g')),
+            'MULTI GENERATION',
+            'MULTI-GENERATION'
+        ) as flat_type,
+        upper(trim(block)) as block,
+        upper(regexp_replace(trim(street_name), ' +', ' ', 'g')) as street_name,
+        upper(regexp_replace(trim(storey_range), ' +', ' ', 'g')) as storey_range,
+        {{ storey_range_bound('storey_range', 1) }} as storey_lower,
+        {{ storey_range_bound('storey_range', 2) }} as storey_upper,
+        upper(regexp_replace(trim(flat_model), ' +', ' ', 'g')) as flat_model,
+        try_cast(trim(lease_commence_date) as integer) as lease_commence_year,
+        nullif(trim(remaining_lease), '') as remaining_lease,
+
+        -- measures
+        try_cast(trim(floor_area_sqm) as decimal(6, 2)) as floor_area_sqm,
+        try_cast(trim(resale_price) as decimal(12, 2)) as resale_price,
+
+        -- load metadata
+        _source,
+        _source_row,
+        _load_id,
+        _loaded_at,
+    from not_quarantined
+),
+
+final as (
+    select
+        -- ids
+        transaction_id,
+
+        -- dates
+        month,
+        strftime(month, '%Y-%m') as month_key,
+
+        -- dimensions
+        town,
+        flat_type,
+        block,
+        street_name,
+        storey_range,
+        storey_lower,
+        storey_upper,
+        flat_model,
+        lease_commence_year,
+        cast(
+            {{ parse_remaining_lease_months('remaining_lease', 'lease_commence_year', 'month') }}
+            as integer
+        ) as remaining_lease_months,
+        remaining_lease is null as is_remaining_lease_derived,
+
+        -- measures
+        floor_area_sqm,
+        resale_price,
+        cast(round(resale_price / nullif(floor_area_sqm, 0), 2) as decimal(10, 2))
+            as price_per_sqm,
+
+        -- load metadata
+        _source,
+        _source_row,
+        _load_id,
+        _loaded_at,
+    from typed
+)
+
+select * from final

@@ -1,0 +1,87 @@
+"""The transform stage: run dbt (the ``dbt_resale_flat`` project) as a subprocess.
+
+dbt runs in its own process so that nothing here (a notebook, Dagster) holds the DuckDB
+file while dbt writes it. The project and its ``profiles.yml`` live in ``dbt_resale_flat/``;
+the warehouse path reaches dbt through ``HDB_WAREHOUSE_PATH`` (``Settings.child_env``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from hdb_elt.months import Month
+from hdb_elt.settings import DBT_PROJECT_DIR, Settings, load_settings
+
+
+def dbt_executable() -> str:
+    """The ``dbt`` of this Python environment (the venv), else the one on ``PATH``."""
+    beside_python = Path(sys.executable).with_name("dbt")
+    if beside_python.is_file():
+        return str(beside_python)
+    found = shutil.which("dbt")
+    if found is None:
+        raise FileNotFoundError(
+            "dbt is not installed in this environment: run `make setup` (or "
+            "`pip install -e .`) to install dbt-core and dbt-duckdb."
+        )
+    return found
+
+
+def window_vars(start: Month | str | None = None, end: Month | str | None = None) -> list[str]:
+    """``--vars`` arguments selecting the months ``start``..``end`` (validated ``YYYY-MM``).
+
+    With neither, no arguments: dbt then rebuilds every month with a newer raw delivery.
+    """
+    values: dict[str, str] = {}
+    if start is not None:
+        values["start_month"] = str(Month.parse(str(start)))
+    if end is not None:
+        values["end_month"] = str(Month.parse(str(end)))
+    return ["--vars", json.dumps(values)] if values else []
+
+
+def run_dbt(
+    args: list[str], settings: Settings | None = None, *, capture: bool = False
+) -> subprocess.CompletedProcess:
+    """Run ``dbt <args>`` on the project with the settings' environment; do not raise.
+
+    ``capture=True`` collects stdout and stderr as text (else they stream to the console).
+    Check ``returncode``: non-zero means a model or a test failed, and dbt's output says which.
+    """
+    settings = settings or load_settings()
+    command = [
+        dbt_executable(),
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+    ]
+    return subprocess.run(
+        command,
+        cwd=DBT_PROJECT_DIR,
+        env=settings.child_env(),
+        capture_output=capture,
+        text=True,
+        check=False,
+    )
+
+
+def build_window(
+    settings: Settings | None = None,
+    start: Month | str | None = None,
+    end: Month | str | None = None,
+    *,
+    extra_args: list[str] | None = None,
+    capture: bool = False,
+) -> subprocess.CompletedProcess:
+    """``dbt build`` (seeds, models, tests) for the months ``start``..``end``.
+
+    With no months, the default: every month whose latest raw delivery is new to the marts.
+    """
+    args = ["build", *window_vars(start, end), *(extra_args or [])]
+    return run_dbt(args, settings, capture=capture)
