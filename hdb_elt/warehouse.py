@@ -56,6 +56,7 @@ _DDL = [
     )""",
     """create table if not exists audit.validation_results (
         _load_id varchar,
+        month varchar,
         rule varchar,
         severity varchar,
         status varchar,
@@ -73,6 +74,9 @@ _DDL = [
         detail varchar,
         quarantined_at timestamp
     )""",
+    # Results are kept per (load, month), the unit the orchestrator validates; files created
+    # before the column existed get it appended.
+    "alter table audit.validation_results add column if not exists month varchar",
 ]
 
 _LOCK_PID_RE = re.compile(r"PID (\d+)")

@@ -1,0 +1,482 @@
+"""Tests of the validate stage's data-quality gate (hdb_elt.validation)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hdb_elt.validation import (
+    RULES,
+    THRESHOLD_RULE,
+    DataQualityError,
+    NothingToValidate,
+    ValidationBlocked,
+    latest_load_id,
+    raise_if_blocked,
+    read_load,
+    read_window,
+    record_results,
+    rules_table,
+    validate_load,
+)
+from hdb_elt.warehouse import connect, ensure_warehouse
+
+GOOD_ROW = {
+    "month": "2023-05",
+    "town": "ANG MO KIO",
+    "flat_type": "4 ROOM",
+    "block": "308B",
+    "street_name": "ANG MO KIO AVE 1",
+    "storey_range": "19 TO 21",
+    "floor_area_sqm": "92",
+    "flat_model": "Model A",
+    "lease_commence_date": "2012",
+    "remaining_lease": "88 years 04 months",
+    "resale_price": "560888",
+}
+
+
+def delivery(n: int = 200, month: str = "2023-05", load_id: str = "load-1") -> pd.DataFrame:
+    """``n`` good, distinct raw rows of one delivery file, lines 2 to n + 1."""
+    rows = pd.DataFrame([{**GOOD_ROW, "month": month, "block": str(100 + i)} for i in range(n)])
+    rows["_source"] = f"/deliveries/resale-flat-prices-{month}.csv"
+    rows["_source_row"] = range(2, n + 2)
+    rows["_load_id"] = load_id
+    return rows
+
+
+def at_line(rows: pd.DataFrame, line: int, **values: str) -> pd.DataFrame:
+    """A copy of ``rows`` with the row at CSV line ``line`` changed."""
+    changed = rows.copy()
+    position = changed.index[changed["_source_row"] == line][0]
+    for column, value in values.items():
+        changed.loc[position, column] = value
+    return changed
+
+
+def result(report, rule: str) -> dict:
+    return report.results.set_index("rule").loc[rule].to_dict()
+
+
+def test_good_rows_pass_every_rule():
+    report = validate_load(delivery(), "2023-01", "2023-12")
+
+    assert not report.blocked
+    assert report.rows_checked == 200
+    assert report.quarantined.empty
+    statuses = dict(zip(report.results["rule"], report.results["status"], strict=True))
+    assert statuses.pop("identical_rows") == "info"
+    assert set(statuses.values()) == {"pass"}
+    assert result(report, "identical_rows")["failing_rows"] == 0
+    assert list(report.results["rule"]) == [r.name for r in RULES] + [THRESHOLD_RULE]
+    assert list(report.results.columns) == [
+        "rule",
+        "severity",
+        "status",
+        "failing_rows",
+        "checked_rows",
+        "sample",
+    ]
+    assert "passed" in report.summary()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "rule", "detail"),
+    [
+        ("month", "2023-13", "month_format", "month '2023-13' is not a month"),
+        ("month", "2023/05", "month_format", "month '2023/05' is not a month"),
+        ("month", "", "month_format", "month '' is not a month"),
+        ("month", "2022-12", "month_in_window", "outside the window 2023-01..2023-12"),
+        ("floor_area_sqm", "abc", "types_parse", "floor_area_sqm 'abc' is not a number"),
+        ("resale_price", "5OO000", "types_parse", "resale_price '5OO000' is not a number"),
+        ("resale_price", "", "types_parse", "resale_price '' is not a number"),
+        ("lease_commence_date", "19x5", "types_parse", "lease_commence_date '19x5' is not a year"),
+        ("flat_type", "6 ROOM", "flat_type_known", "flat_type '6 ROOM' is not a known flat type"),
+        ("flat_type", "4 room", "flat_type_known", "flat_type '4 room' is not a known flat type"),
+        ("storey_range", "1 TO 3", "storey_range_format", "does not match 'NN TO NN'"),
+        ("storey_range", "06 TO 04", "storey_range_format", "'06 TO 04' runs downwards"),
+        ("floor_area_sqm", "5", "floor_area_plausible", "floor_area_sqm '5' is below 20"),
+        ("floor_area_sqm", "1200.5", "floor_area_plausible", "'1200.5' is above 400"),
+        ("resale_price", "-5", "resale_price_plausible", "resale_price '-5' is below 50,000"),
+        ("resale_price", "0", "resale_price_plausible", "resale_price '0' is below 50,000"),
+        ("resale_price", "56088800", "resale_price_plausible", "is above 5,000,000"),
+        ("lease_commence_date", "1950", "lease_year_plausible", "'1950' is before 1960"),
+        ("lease_commence_date", "2030", "lease_year_plausible", "'2030' is after 2024"),
+        ("remaining_lease", "88 yrs", "remaining_lease_format", "remaining_lease '88 yrs' is not"),
+        ("remaining_lease", "88 years 13 months", "remaining_lease_format", "is not"),
+        ("town", "TENGAH", "town_known", "town 'TENGAH' is not a known HDB town"),
+        ("town", "", "town_known", "town '' is not a known HDB town"),
+    ],
+)
+def test_each_rule_catches_its_bad_value_and_names_the_row(column, value, rule, detail):
+    rows = at_line(delivery(), 14, **{column: value})
+
+    report = validate_load(rows, "2023-01", "2023-12")
+
+    severity = next(r.severity for r in RULES if r.name == rule)
+    row = result(report, rule)
+    assert row["status"] == {"blocking": "fail", "quarantine": "fail", "warning": "warn"}[severity]
+    assert row["failing_rows"] == 1
+    assert json.loads(row["sample"]) == [
+        {"file": "resale-flat-prices-2023-05.csv", "line": 14, column: value}
+    ]
+    failing = report.failures[report.failures["rule"] == rule]
+    assert failing["_source_row"].tolist() == [14]
+    assert detail in failing["detail"].iloc[0]
+    # Only this rule fires: a value that is not a number is not also out of range, etc.
+    others = report.results[~report.results["rule"].isin([rule, "identical_rows"])]
+    assert set(others["status"]) == {"pass"}, others
+    if severity == "quarantine":
+        assert report.quarantined[["_source_row", "rule"]].values.tolist() == [[14, rule]]
+        assert not report.blocked  # 1 of 200 rows is under the 1% threshold
+    elif severity == "blocking":
+        assert report.quarantined.empty
+        assert [(f.rule, f.source_row, f.column) for f in report.blocking_failures] == [
+            (rule, 14, column)
+        ]
+    else:
+        assert report.quarantined.empty and not report.blocked
+
+
+def test_a_row_failing_two_columns_of_one_rule_is_one_failure_naming_both():
+    rows = at_line(delivery(), 7, floor_area_sqm="big", resale_price="lots")
+
+    report = validate_load(rows, "2023-01", "2023-12")
+
+    failing = report.failures[report.failures["rule"] == "types_parse"]
+    assert failing["_source_row"].tolist() == [7]
+    assert failing["detail"].iloc[0] == (
+        "floor_area_sqm 'big' is not a number; resale_price 'lots' is not a number"
+    )
+
+
+@pytest.mark.parametrize(
+    "remaining_lease", ["", "61 years", "61 years 01 month", "61 years 11 months", "1 year"]
+)
+def test_remaining_lease_forms_that_are_allowed(remaining_lease):
+    rows = at_line(delivery(), 2, remaining_lease=remaining_lease)
+
+    report = validate_load(rows, "2023-01", "2023-12")
+
+    assert result(report, "remaining_lease_format")["status"] == "pass"
+
+
+def test_missing_column_blocks_and_names_it():
+    rows = delivery().drop(columns=["storey_range"])
+
+    report = validate_load(rows, "2023-01", "2023-12")
+
+    assert report.blocked
+    assert report.missing_columns == ("storey_range",)
+    assert result(report, "columns_present")["status"] == "fail"
+    assert json.loads(result(report, "columns_present")["sample"]) == [{"column": "storey_range"}]
+    assert set(report.results["status"]) == {"fail", "skipped"}
+    with pytest.raises(ValidationBlocked, match=r"column storey_range: missing from the delivery"):
+        raise_if_blocked(report)
+
+
+def test_real_2023_data_passes_with_zero_quarantined_and_14_identical_rows(shared_monthly):
+    frames = []
+    for path in sorted(shared_monthly.glob("resale-flat-prices-*.csv")):
+        rows = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        rows["_source"] = str(path)
+        rows["_source_row"] = range(2, len(rows) + 2)
+        rows["_load_id"] = "reference"
+        frames.append(rows)
+    rows = pd.concat(frames, ignore_index=True)
+
+    report = validate_load(rows, "2023-01", "2023-12")
+
+    assert report.rows_checked == 25_777
+    assert report.quarantined.empty
+    assert not report.blocked
+    raise_if_blocked(report)
+    statuses = report.results.set_index("rule")["status"]
+    assert statuses.drop("identical_rows").eq("pass").all(), statuses
+    # The data README counts 14 exact duplicates in 2023: 14 rows repeat an earlier row.
+    assert result(report, "identical_rows")["failing_rows"] == 14
+    identical = report.failures[report.failures["rule"] == "identical_rows"]
+    assert identical["detail"].str.startswith("identical in every source column to line").all()
+    assert report.partitions["rows"].sum() == 25_777 and len(report.partitions) == 12
+    assert str(shared_monthly) not in report.results.to_csv()
+
+
+def test_a_few_impossible_prices_are_quarantined_row_by_row_and_the_run_goes_on():
+    rows = delivery(500)
+    for line, price in [(10, "-5"), (20, "0"), (30, "99999999")]:
+        rows = at_line(rows, line, resale_price=price)
+
+    report = validate_load(rows, "2023-01", "2023-12")
+
+    assert report.quarantined["_source_row"].tolist() == [10, 20, 30]
+    assert set(report.quarantined["rule"]) == {"resale_price_plausible"}
+    assert report.quarantined["detail"].tolist() == [
+        "resale_price '-5' is below 50,000",
+        "resale_price '0' is below 50,000",
+        "resale_price '99999999' is above 5,000,000",
+    ]
+    assert report.quarantined_rows == 3
+    assert result(report, THRESHOLD_RULE) | {"sample": None} == {
+        "severity": "blocking",
+        "status": "pass",
+        "failing_rows": 3,
+        "checked_rows": 500,
+        "sample": None,
+    }
+    assert not report.blocked
+    raise_if_blocked(report)  # does not raise
+
+
+def test_two_percent_impossible_prices_block_at_a_one_percent_threshold():
+    rows = delivery(500)
+    for line in range(2, 12):  # 10 of 500 rows: 2%
+        rows = at_line(rows, line, resale_price="1")
+
+    report = validate_load(rows, "2023-01", "2023-12", max_quarantine_fraction=0.01)
+
+    assert report.quarantined_rows == 10
+    assert report.blocked
+    assert result(report, THRESHOLD_RULE)["status"] == "fail"
+    assert json.loads(result(report, THRESHOLD_RULE)["sample"]) == [
+        {"month": "2023-05", "quarantined_rows": 10, "rows": 500}
+    ]
+    with pytest.raises(ValidationBlocked) as raised:
+        raise_if_blocked(report)
+    assert "month 2023-05: 10 of 500 rows (2.0%) failed row-level rules" in str(raised.value)
+    assert "max_quarantine_fraction 1.0% (rule quarantine_threshold, blocking)" in str(raised.value)
+    assert "raise max_quarantine_fraction" in str(raised.value)
+
+    lenient = validate_load(rows, "2023-01", "2023-12", max_quarantine_fraction=0.05)
+    assert not lenient.blocked and lenient.quarantined_rows == 10
+
+
+def test_the_threshold_applies_to_each_month_so_a_bad_month_is_not_diluted():
+    bad_month = delivery(100, month="2023-04")
+    for line in range(2, 4):  # 2 of 100 rows of April: 2%
+        bad_month = at_line(bad_month, line, flat_type="6 ROOM")
+    rows = pd.concat([bad_month, delivery(900, month="2023-05")], ignore_index=True)
+
+    report = validate_load(rows, "2023-01", "2023-12")  # 0.2% of all rows
+
+    assert report.blocked
+    assert report.partitions.set_index("month")["over_threshold"].to_dict() == {
+        "2023-04": True,
+        "2023-05": False,
+    }
+
+
+def test_a_new_town_warns_and_keeps_its_rows():
+    rows = delivery()
+    for line in (5, 6, 7):
+        rows = at_line(rows, line, town="TENGAH")
+
+    report = validate_load(rows, "2023-01", "2023-12")
+
+    town = result(report, "town_known")
+    assert (town["status"], town["failing_rows"]) == ("warn", 3)
+    assert report.quarantined.empty
+    assert not report.blocked
+    assert report.failures.loc[report.failures["rule"] == "town_known", "_source_row"].tolist() == [
+        5,
+        6,
+        7,
+    ]
+    assert "0 quarantined, 1 warning(s), passed" in report.summary()
+
+
+def test_identical_rows_are_counted_never_removed():
+    rows = delivery(10)
+    rows = pd.concat([rows, rows.iloc[[3]].assign(_source_row=12)], ignore_index=True)
+
+    report = validate_load(rows, "2023-01", "2023-12")
+
+    identical = result(report, "identical_rows")
+    assert (identical["status"], identical["failing_rows"]) == ("info", 1)
+    assert json.loads(identical["sample"]) == [
+        {
+            "file": "resale-flat-prices-2023-05.csv",
+            "line": 12,
+            "detail": "identical in every source column to line 5 (kept: a distinct sale)",
+        }
+    ]
+    assert report.quarantined.empty and not report.blocked
+    assert report.rows_checked == 11
+
+
+def test_raise_if_blocked_names_file_line_column_rule_and_what_to_do():
+    rows = delivery(20)
+    for line in (14, 3, 9, 11, 12, 13, 15):
+        rows = at_line(rows, line, month="2023-13")
+
+    report = validate_load(rows, "2023-01", "2023-12")
+
+    with pytest.raises(ValidationBlocked) as raised:
+        raise_if_blocked(report, show=5)
+    message = str(raised.value)
+    assert message.splitlines()[1] == (
+        "resale-flat-prices-2023-05.csv line 3, column month: '2023-13' is not a month "
+        "(expected YYYY-MM, for example 2023-07) (rule month_format, blocking)."
+    )
+    assert "resale-flat-prices-2023-05.csv line 14, column month: '2023-13'" not in message
+    assert "... and 2 more (month_format 7 in all)." in message
+    assert message.endswith("Fix or remove the delivery, then re-run.")
+    assert "/deliveries" not in message
+    assert raised.value.report is report
+    assert issubclass(ValidationBlocked, DataQualityError)
+
+
+def test_raise_if_blocked_shows_the_first_failure_of_every_blocking_rule():
+    rows = delivery(20).assign(lease_commence_date="later")
+    rows = at_line(rows, 21, month="2024-01")
+
+    report = validate_load(rows, "2023-01", "2023-12")
+
+    with pytest.raises(ValidationBlocked) as raised:
+        raise_if_blocked(report, show=3)
+    lines = str(raised.value).splitlines()
+    assert [line.split("(rule ")[-1] for line in lines[1:4]] == [
+        "types_parse, blocking).",
+        "month_in_window, blocking).",
+        "types_parse, blocking).",
+    ]
+    assert lines[2].startswith("resale-flat-prices-2023-05.csv line 21, column month: '2024-01'")
+    assert lines[4] == "... and 18 more (types_parse 20, month_in_window 1 in all)."
+
+
+def test_max_quarantine_fraction_must_be_a_fraction():
+    with pytest.raises(ValueError, match="max_quarantine_fraction"):
+        validate_load(delivery(), "2023-01", "2023-12", max_quarantine_fraction=5)
+
+
+def test_rules_table_lists_every_rule_with_its_threshold():
+    table = rules_table(0.02)
+
+    assert list(table["rule"]) == [r.name for r in RULES] + [THRESHOLD_RULE]
+    assert "2.0%" in table.set_index("rule").loc[THRESHOLD_RULE, "description"]
+
+
+# --- the warehouse --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Path:
+    path = tmp_path / "warehouse.duckdb"
+    ensure_warehouse(path)
+    return path
+
+
+def load(path: Path, rows: pd.DataFrame, loaded_at: str) -> None:
+    """Append rows to raw as one committed load would."""
+    with connect(path) as con:
+        con.register("delivered", rows.assign(_loaded_at=datetime.fromisoformat(loaded_at)))
+        con.execute("insert into raw.resale_flat_prices by name select * from delivered")
+
+
+def audit_counts(path: Path) -> tuple[int, int]:
+    with connect(path, read_only=True) as con:
+        results = con.execute("select count(*) from audit.validation_results").fetchone()[0]
+        quarantine = con.execute("select count(*) from audit.quarantine").fetchone()[0]
+    return results, quarantine
+
+
+def test_read_load_reads_the_latest_load_and_read_window_the_latest_delivery(warehouse):
+    load(warehouse, delivery(5, "2023-04", "load-a"), "2024-01-01 00:00:00")
+    load(warehouse, delivery(3, "2023-05", "load-a"), "2024-01-01 00:00:00")
+    load(warehouse, delivery(4, "2023-05", "load-b"), "2024-02-01 00:00:00")
+
+    assert latest_load_id(warehouse) == "load-b"
+    assert len(read_load(warehouse)) == 4
+    assert len(read_load(warehouse, "load-a")) == 8
+    window = read_window(warehouse, "2023-01", "2023-12")
+    assert window.groupby("month")["_load_id"].unique().map(list).to_dict() == {
+        "2023-04": ["load-a"],
+        "2023-05": ["load-b"],
+    }
+    assert len(window) == 9
+    assert list(read_window(warehouse, "2023-04", "2023-04")["month"].unique()) == ["2023-04"]
+
+
+def test_reading_an_empty_warehouse_says_what_to_do(warehouse):
+    with pytest.raises(NothingToValidate, match="run the extract-load stage first"):
+        read_load(warehouse)
+    with pytest.raises(NothingToValidate, match=r"No rows for 2023-01\.\.2023-12"):
+        read_window(warehouse, "2023-01", "2023-12")
+
+
+def test_record_results_is_idempotent_and_writes_quarantine_rows_once(warehouse):
+    rows = delivery(300)
+    for line in (10, 11):
+        rows = at_line(rows, line, resale_price="-5")
+    load(warehouse, rows, "2024-01-01 00:00:00")
+    report = validate_load(read_load(warehouse), "2023-01", "2023-12")
+
+    record_results(warehouse, report)
+    first = audit_counts(warehouse)
+    record_results(warehouse, report)
+
+    assert audit_counts(warehouse) == first == (len(RULES) + 1, 2)
+    with connect(warehouse, read_only=True) as con:
+        quarantine = con.execute(
+            "select _load_id, _source, _source_row, month, rule, detail from audit.quarantine "
+            "order by _source_row"
+        ).fetchall()
+        price = con.execute(
+            "select month, status, failing_rows, checked_rows from audit.validation_results "
+            "where rule = 'resale_price_plausible'"
+        ).fetchall()
+    assert quarantine == [
+        (
+            "load-1",
+            "/deliveries/resale-flat-prices-2023-05.csv",
+            line,
+            "2023-05",
+            "resale_price_plausible",
+            "resale_price '-5' is below 50,000",
+        )
+        for line in (10, 11)
+    ]
+    assert price == [("2023-05", "fail", 2, 300)]
+
+
+def test_validating_one_month_replaces_only_that_month(warehouse):
+    april, may = delivery(200, "2023-04"), delivery(200, "2023-05")
+    load(warehouse, at_line(april, 2, flat_type="6 ROOM"), "2024-01-01 00:00:00")
+    load(warehouse, at_line(may, 3, flat_type="6 ROOM"), "2024-01-01 00:00:00")
+
+    for month in ("2023-04", "2023-05", "2023-04"):
+        rows = read_window(warehouse, month, month)
+        record_results(warehouse, validate_load(rows, "2023-01", "2023-12"))
+
+    with connect(warehouse, read_only=True) as con:
+        quarantined = con.execute(
+            "select month, _source_row from audit.quarantine order by month"
+        ).fetchall()
+        results = con.execute(
+            "select month, count(*) from audit.validation_results group by month order by month"
+        ).fetchall()
+    assert quarantined == [("2023-04", 2), ("2023-05", 3)]
+    assert results == [("2023-04", len(RULES) + 1), ("2023-05", len(RULES) + 1)]
+
+
+def test_a_blocked_report_records_results_but_quarantines_nothing(warehouse):
+    rows = at_line(delivery(300), 14, month="2023-13")
+    rows = at_line(rows, 15, resale_price="-5")
+    load(warehouse, rows, "2024-01-01 00:00:00")
+    report = validate_load(read_load(warehouse), "2023-01", "2023-12")
+    assert report.blocked and len(report.quarantined) == 1
+
+    record_results(warehouse, report)
+
+    with connect(warehouse, read_only=True) as con:
+        statuses = dict(
+            con.execute(
+                "select rule, status from audit.validation_results where month = '2023-13'"
+            ).fetchall()
+        )
+        quarantined = con.execute("select count(*) from audit.quarantine").fetchone()[0]
+    assert statuses["month_format"] == "fail"
+    assert quarantined == 0
