@@ -246,7 +246,11 @@ def read_delivery(path: Path) -> list[Row]:
             rows.append(Row(line, values))
     except csv.Error as error:
         raise DeliveryError(
-            name, reader.line_num, f"not readable as CSV: {error}", rule="CSV", todo=_REDOWNLOAD
+            name,
+            reader.line_num,
+            f"not readable as CSV: {error}",
+            rule="a delivery is well-formed CSV",
+            todo=_REDOWNLOAD,
         ) from None
     if not rows:
         raise DeliveryError(
