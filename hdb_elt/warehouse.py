@@ -148,7 +148,7 @@ def ensure_warehouse(path: Path) -> str:
         if row is None:
             warehouse_id = uuid.uuid4().hex
             con.execute(
-                "insert into raw._warehouse values (?, now()::timestamp)", [warehouse_id]
+                "insert into raw._warehouse values (?, timezone('UTC', now()))", [warehouse_id]
             )
             return warehouse_id
         return row[0]
