@@ -9,14 +9,26 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from singer_sdk import Tap
+from singer_sdk import singerlib as singer
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
+from singer_sdk.io_base import SingerWriter
 
 from tap_hdb_resale import api
 from tap_hdb_resale.months import MonthError, parse_month
 from tap_hdb_resale.state import DEFAULT_LOOKBACK_MONTHS
 from tap_hdb_resale.streams import ResaleFlatPricesStream
+
+
+class _Writer(SingerWriter):
+    """The SDK's message writer, remembering the type of the last message it wrote."""
+
+    last_type: str | None = None
+
+    def write_message(self, message: singer.Message) -> None:
+        super().write_message(message)
+        self.last_type = str(getattr(message.type, "value", message.type))
 
 
 def month_setting_errors(config: Mapping[str, Any]) -> list[str]:
@@ -39,6 +51,8 @@ class TapHdbResale(Tap):
     """Singer tap for the HDB resale flat prices dataset (data.gov.sg)."""
 
     name = "tap-hdb-resale"
+    message_writer_class = _Writer
+    message_writer: _Writer
     # The SDK's defaults minus ACTIVATE_VERSION (which tells a loader to drop earlier rows:
     # wrong for an append-only raw layer) and BATCH (the project's loader reads records).
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
@@ -143,6 +157,18 @@ class TapHdbResale(Tap):
 
     def discover_streams(self) -> list[ResaleFlatPricesStream]:
         return [ResaleFlatPricesStream(self)]
+
+    def sync_all(self) -> None:
+        """Sync, then make sure the output ends with a STATE message.
+
+        The SDK leaves out a STATE equal to the last one it wrote, and it writes the incoming
+        state when a run starts. A run that re-extracts unchanged months (the lookback) would
+        then end on a RECORD, and our loader rightly refuses to commit a stream that does not
+        end with the tap's closing STATE.
+        """
+        super().sync_all()
+        if self.message_writer.last_type != "STATE":
+            self.write_message(singer.StateMessage(value=self.state))
 
 
 if __name__ == "__main__":

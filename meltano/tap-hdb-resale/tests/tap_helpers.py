@@ -28,6 +28,7 @@ class TapRun:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     states: list[dict[str, Any]] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)  # every message's type, in order
 
     @property
     def state(self) -> dict[str, Any]:
@@ -54,6 +55,7 @@ def run_tap(config: dict[str, Any], state: dict[str, Any] | None = None) -> TapR
     run = TapRun()
     for line in buffer.getvalue().splitlines():
         message = json.loads(line)
+        run.types.append(message["type"])
         if message["type"] == "RECORD":
             run.records.append(message["record"])
         elif message["type"] == "STATE":

@@ -97,6 +97,10 @@ def test_runs_extract_new_then_lookback_then_changed(
         second = run_tap(config(folder), first.state)
     assert second.month_counts() == {"2023-03": 4, "2023-04": 1}
     assert second.months == first.months
+    # Unchanged, yet the run must still close with a STATE after its last record: the loader
+    # commits only then.
+    assert second.types[-1] == "STATE"
+    assert second.types.index("RECORD") < len(second.types) - 1
     assert (
         "Months to extract: new: none; changed: none; lookback: 2023-03..2023-04. "
         "Skipped as unchanged: 2023-01..2023-02." in caplog.text
