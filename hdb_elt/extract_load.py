@@ -106,6 +106,9 @@ def _strip_log_prefix(line: str) -> str:
     match = re.search(r"message=(.*?)( \w+=|$)", line)
     text = match.group(1) if match else line
     text = re.sub(r"^\S+Z \[\s*\w+\s*\] ", "", text)
+    # "tap-hdb-resale tap_hdb_resale.deliveries.DeliveryError: ..." -> "DeliveryError: ..."
+    text = re.sub(r"^(tap|target)-[\w-]+\s+", "", text.strip())
+    text = re.sub(r"^(?:\w+\.)+(\w+(?:Error|Exception))", r"\1", text)
     return text.strip()
 
 
