@@ -23,7 +23,9 @@ def fake_datagov(records_by_month: dict[str, list[dict]]) -> Iterator[dict]:
             month = json.loads(query.get("filters", "{}")).get("month")
             records = records_by_month.get(month, [])
             offset, limit = int(query.get("offset", 0)), int(query.get("limit", 100))
-            page = [{"_id": offset + i + 1, **r} for i, r in enumerate(records[offset : offset + limit])]
+            page = [
+                {"_id": offset + i + 1, **r} for i, r in enumerate(records[offset : offset + limit])
+            ]
             body = json.dumps(
                 {"success": True, "result": {"records": page, "total": len(records)}}
             ).encode()
@@ -40,8 +42,10 @@ def fake_datagov(records_by_month: dict[str, list[dict]]) -> Iterator[dict]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield {"url": f"http://127.0.0.1:{server.server_port}/api/action/datastore_search",
-               "requests": seen}
+        yield {
+            "url": f"http://127.0.0.1:{server.server_port}/api/action/datastore_search",
+            "requests": seen,
+        }
     finally:
         server.shutdown()
         server.server_close()

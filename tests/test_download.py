@@ -46,7 +46,9 @@ def test_download_writes_deliveries_manifest_and_reference_warning(tmp_path: Pat
 
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["months"]["2023-01"]["rows"] == 5
-    assert manifest["months"]["2023-01"]["sha256"] == hashlib.sha256(january.read_bytes()).hexdigest()
+    assert (
+        manifest["months"]["2023-01"]["sha256"] == hashlib.sha256(january.read_bytes()).hexdigest()
+    )
     assert manifest["months"]["2023-02"]["rows"] == 0
     assert [r.rows for r in results] == [5, 0]
 

@@ -137,11 +137,15 @@ BAD_DELIVERIES = {
         ["resale-flat-prices-2023-03.csv", "missing"],
     ),
     "non-numeric price": (
-        lambda p: write_delivery(p.parent, "2023-03", [sale("2023-03", 0), sale("2023-03", 1, "abc")]),
+        lambda p: write_delivery(
+            p.parent, "2023-03", [sale("2023-03", 0), sale("2023-03", 1, "abc")]
+        ),
         ["resale-flat-prices-2023-03.csv", "line 3", "resale_price"],
     ),
     "malformed month": (
-        lambda p: write_delivery(p.parent, "2023-03", [sale("2023-03", 0), ["2023-13", *sale("", 1)[1:]]]),
+        lambda p: write_delivery(
+            p.parent, "2023-03", [sale("2023-03", 0), ["2023-13", *sale("", 1)[1:]]]
+        ),
         ["resale-flat-prices-2023-03.csv", "line 3", "month"],
     ),
     "not UTF-8": (
