@@ -46,6 +46,7 @@ test-fast: setup ## Run the tests not marked slow
 	$(BIN)/pytest -m "not slow"
 
 dev: setup ## Start the Dagster UI on http://127.0.0.1:3000
+	@test -f dagster_orchestration/definitions.py || { echo "The Dagster code location (dagster_orchestration/) is not built yet: use make run."; exit 1; }
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 

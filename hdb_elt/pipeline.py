@@ -6,10 +6,12 @@ import time
 
 from hdb_elt.extract_load import latest_delivery_counts, run_extract_load
 from hdb_elt.settings import Settings
+from hdb_elt.transform import transform_window
+from hdb_elt.warehouse import connect
 
 
 def run_pipeline(settings: Settings) -> int:
-    """Run the stages that exist so far and print a summary; returns an exit code."""
+    """Extract-load, then dbt build, for the window; print a summary; returns an exit code."""
     started = time.perf_counter()
     print(f"Pipeline: {settings.describe()}")
     result = run_extract_load(settings)
@@ -21,6 +23,22 @@ def run_pipeline(settings: Settings) -> int:
     }
     print(
         f"Latest deliveries in the window: {sum(counts.values()):,} rows in {len(counts)} month(s)."
+    )
+    summary = transform_window(settings)
+    parts = [
+        f"{sum(counts.values())} {kind}s ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})"
+        for kind, counts in sorted(summary.items())
+    ]
+    print("Transform: dbt build " + "; ".join(parts) + ".")
+    with connect(settings.warehouse_path, read_only=True) as con:
+        facts = con.execute(
+            "select count(*), count(distinct transaction_id) from marts.fct_resale_transactions "
+            "where month_key between ? and ?",
+            [str(settings.start_month), str(settings.end_month)],
+        ).fetchone()
+    print(
+        f"Marts: fct_resale_transactions holds {facts[0]:,} sales in the window "
+        f"({facts[1]:,} distinct transaction ids)."
     )
     print(f"Done in {time.perf_counter() - started:.1f} s.")
     return 0
