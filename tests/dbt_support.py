@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
@@ -32,7 +31,9 @@ def shared_month_files() -> list[Path]:
     return sorted(SHARED_MONTHLY_DIR.glob("resale-flat-prices-*.csv"))
 
 
-def load_deliveries(warehouse: Path, files: Iterable[Path], *, stream: str = "resale_flat_prices") -> str:
+def load_deliveries(
+    warehouse: Path, files: Iterable[Path], *, stream: str = "resale_flat_prices"
+) -> str:
     """Append the CSV files to the raw layer as one load and return its load id.
 
     ``_source`` is the file path, ``_source_row`` the CSV line number (header = line 1),
@@ -75,21 +76,27 @@ def load_deliveries(warehouse: Path, files: Iterable[Path], *, stream: str = "re
 
 
 def quarantine_rows(warehouse: Path, month: str, source_rows: Sequence[int], rule: str) -> None:
-    """Write audit.quarantine rows for rows of the latest delivery of ``month``, as validate would."""
+    """Quarantine rows (CSV lines) of the latest delivery of ``month``, as validate would."""
     with connect(warehouse) as con:
         con.execute(
             f"""
             insert into audit.quarantine
-            select _load_id, _source, _source_row, month, ?, 'quarantined by a test', now()::timestamp
+            select
+                _load_id, _source, _source_row, month, ?, 'quarantined by a test',
+                now()::timestamp
             from {RAW_TABLE}
-            where month = ? and _loaded_at = (select max(_loaded_at) from {RAW_TABLE} where month = ?)
+            where
+                month = ?
+                and _loaded_at = (select max(_loaded_at) from {RAW_TABLE} where month = ?)
                 and list_contains(?, _source_row)
             """,
             [rule, month, month, list(source_rows)],
         )
 
 
-def redeliver(source: Path, dest: Path, *, drop_lines: Sequence[int], add_rows: Sequence[Sequence[str]]) -> Path:
+def redeliver(
+    source: Path, dest: Path, *, drop_lines: Sequence[int], add_rows: Sequence[Sequence[str]]
+) -> Path:
     """Write a changed delivery of a month: ``source`` without the given CSV lines, plus rows.
 
     Lines count as in ``_source_row`` (header = line 1).
@@ -150,7 +157,10 @@ MART_ORDER = {
 
 def mart_checksums(warehouse: Path) -> dict[str, tuple[int, str]]:
     """Checksums of every mart, ordered by its key."""
-    return {name: table_checksum(warehouse, f"marts.{name}", order) for name, order in MART_ORDER.items()}
+    return {
+        name: table_checksum(warehouse, f"marts.{name}", order)
+        for name, order in MART_ORDER.items()
+    }
 
 
 def copy_warehouse(source: Path, dest: Path) -> Path:
@@ -160,8 +170,3 @@ def copy_warehouse(source: Path, dest: Path) -> Path:
     if wal.exists():
         shutil.copyfile(wal, dest.with_name(dest.name + ".wal"))
     return dest
-
-
-def clean_env() -> dict[str, str]:
-    """The environment without pipeline settings that could point dbt elsewhere."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("HDB_")}

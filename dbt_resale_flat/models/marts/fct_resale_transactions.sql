@@ -12,6 +12,9 @@
     )
 }}
 
+-- months_to_rebuild reads the raw deliveries on incremental runs:
+-- depends_on: {{ source('hdb', 'resale_flat_prices') }}
+
 with
 
 transactions as (
