@@ -77,6 +77,7 @@ def build_window(
     end: Month | str | None = None,
     *,
     unit_tests: bool = False,
+    extra_args: list[str] | None = None,
     capture: bool = False,
 ) -> subprocess.CompletedProcess:
     """``dbt build`` (seeds, models, data tests) for the months ``start``..``end``.
@@ -89,4 +90,43 @@ def build_window(
     args = ["build", *window_vars(start, end)]
     if not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
-    return run_dbt(args, settings, capture=capture)
+    return run_dbt([*args, *(extra_args or [])], settings, capture=capture)
+
+
+class TransformError(RuntimeError):
+    """dbt build failed; the message names the failing models and tests."""
+
+
+def build_summary(target_dir: Path | None = None) -> dict[str, dict[str, int]]:
+    """Counts of results by resource type and status from dbt's last ``run_results.json``."""
+    path = (target_dir or DBT_PROJECT_DIR / "target") / "run_results.json"
+    results = json.loads(path.read_text())["results"]
+    summary: dict[str, dict[str, int]] = {}
+    for result in results:
+        kind = result["unique_id"].split(".")[0]
+        by_status = summary.setdefault(kind, {})
+        by_status[result["status"]] = by_status.get(result["status"], 0) + 1
+    return summary
+
+
+def failed_nodes(target_dir: Path | None = None) -> list[str]:
+    """``unique_id: message`` of every result that errored or failed in the last dbt run."""
+    path = (target_dir or DBT_PROJECT_DIR / "target") / "run_results.json"
+    if not path.exists():
+        return []
+    results = json.loads(path.read_text())["results"]
+    return [
+        f"{r['unique_id']}: {(r.get('message') or '').strip()}"
+        for r in results
+        if r["status"] in ("error", "fail")
+    ]
+
+
+def transform_window(settings: Settings) -> dict[str, dict[str, int]]:
+    """Build (models, seeds, tests) the settings' window; raise :class:`TransformError` on failure."""
+    completed = build_window(settings, settings.start_month, settings.end_month, capture=True)
+    if completed.returncode != 0:
+        failures = failed_nodes()
+        detail = "\n".join(failures[:10]) if failures else completed.stdout[-3000:]
+        raise TransformError(f"dbt build failed for {settings.start_month}..{settings.end_month}:\n{detail}")
+    return build_summary()
