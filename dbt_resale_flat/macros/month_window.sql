@@ -48,14 +48,14 @@
             from (
                 select
                     trim(month) as month_key,
-                    max(_loaded_at) as _loaded_at,
+                    max(_loaded_at) as _loaded_at
                 from {{ source('hdb', 'resale_flat_prices') }}
                 group by 1
             ) as deliveries
             left join (
                 select
                     month_key,
-                    max(_loaded_at) as _loaded_at,
+                    max(_loaded_at) as _loaded_at
                 from {{ target_relation }}
                 group by 1
             ) as built

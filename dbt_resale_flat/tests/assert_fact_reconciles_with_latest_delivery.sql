@@ -20,7 +20,7 @@ fact as (
 latest_loads as (
     select
         trim(month) as month_key,
-        max(_loaded_at) as latest_loaded_at,
+        max(_loaded_at) as latest_loaded_at
     from source
     group by 1
 ),
@@ -30,14 +30,14 @@ quarantined_rows as (
     select distinct
         _load_id,
         _source,
-        _source_row,
+        _source_row
     from quarantine
 ),
 
 expected as (
     select
         latest_loads.month_key,
-        count(*) filter (where quarantined_rows._load_id is null) as expected_rows,
+        count(*) filter (where quarantined_rows._load_id is null) as expected_rows
     from source
     inner join latest_loads
         on
@@ -54,7 +54,7 @@ expected as (
 actual as (
     select
         month_key,
-        count(*) as fact_rows,
+        count(*) as fact_rows
     from fact
     group by 1
 ),
@@ -63,7 +63,7 @@ final as (
     select
         coalesce(expected.month_key, actual.month_key) as month_key,
         coalesce(expected.expected_rows, 0) as expected_rows,
-        coalesce(actual.fact_rows, 0) as fact_rows,
+        coalesce(actual.fact_rows, 0) as fact_rows
     from expected
     full outer join actual
         on expected.month_key = actual.month_key

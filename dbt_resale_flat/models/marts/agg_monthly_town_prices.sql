@@ -23,7 +23,7 @@ final as (
         cast(round(sum(resale_price) / count(*), 2) as decimal(12, 2)) as mean_price,
         cast(median(price_per_sqm) as decimal(10, 2)) as median_price_per_sqm,
         min(resale_price) as min_price,
-        max(resale_price) as max_price,
+        max(resale_price) as max_price
     from transactions
     group by month, month_key, town, flat_type
 )

@@ -13,7 +13,7 @@ final as (
 
         -- attributes
         sort_order,
-        description,
+        description
     from flat_types
 )
 

@@ -12,7 +12,7 @@ final as (
         upper(trim(town)) as town,
 
         -- attributes
-        region,
+        region
     from town_regions
 )
 

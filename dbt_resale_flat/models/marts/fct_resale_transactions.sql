@@ -52,7 +52,7 @@ final as (
         _source,
         _source_row,
         _load_id,
-        _loaded_at,
+        _loaded_at
     from transactions
     where {{ months_to_rebuild(this) }}
 )

@@ -15,7 +15,7 @@ latest_loads as (
     -- a month delivered again replaces the earlier delivery: keep the greatest _loaded_at
     select
         trim(source.month) as delivered_month,
-        max(source._loaded_at) as latest_loaded_at,
+        max(source._loaded_at) as latest_loaded_at
     from source
     group by 1
 ),
@@ -47,11 +47,11 @@ keyed as (
                             {%- for column in source_columns() %}
                             coalesce(trim(latest_delivery.{{ column }}), ''){{ ',' if not loop.last }}
                             {%- endfor %}
-                        order by latest_delivery._source_row
+                        order by latest_delivery._source, latest_delivery._source_row
                     ) as varchar
                 )
             )
-        ) as transaction_id,
+        ) as transaction_id
     from latest_delivery
 ),
 
@@ -100,7 +100,7 @@ typed as (
         _source,
         _source_row,
         _load_id,
-        _loaded_at,
+        _loaded_at
     from not_quarantined
 ),
 
@@ -139,7 +139,7 @@ final as (
         _source,
         _source_row,
         _load_id,
-        _loaded_at,
+        _loaded_at
     from typed
 )
 

@@ -10,7 +10,7 @@ checked as (
 final as (
     select
         {{ combination_of_columns | join(', ') }},
-        count(*) as occurrences,
+        count(*) as occurrences
     from checked
     group by {{ combination_of_columns | join(', ') }}
     having count(*) > 1
