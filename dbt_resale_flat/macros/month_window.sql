@@ -34,13 +34,22 @@
     - with a window in --vars: exactly the window's months;
     - otherwise, on an incremental run: every month whose latest raw delivery is newer than
       the one the model holds, or that the model does not hold at all;
-    - otherwise (first build, --full-refresh): every month.
+    - otherwise (first build, --full-refresh): every month. A window with --full-refresh is
+      refused: the rebuilt table would lose every month outside the window.
     The model's select and the replace_months strategy's delete both use it, so the months
     deleted are exactly the months inserted again.
 -#}
 {% macro months_to_rebuild(target_relation) %}
     {%- set window = month_window() -%}
-    {%- if window.start is not none or window.end is not none -%}
+    {%- set has_window = window.start is not none or window.end is not none -%}
+    {%- if has_window and flags.FULL_REFRESH and not is_incremental() -%}
+        {{ exceptions.raise_compiler_error(
+            "--full-refresh rebuilds the table from scratch, so with a --vars window it would "
+            ~ "hold only the window's months. Drop the window to rebuild every month, or drop "
+            ~ "--full-refresh to rebuild just the window."
+        ) }}
+    {%- endif -%}
+    {%- if has_window -%}
         month_key between '{{ window.start or "0001-01" }}' and '{{ window.end or "9999-12" }}'
     {%- elif is_incremental() -%}
         month_key in (
