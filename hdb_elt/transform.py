@@ -123,10 +123,12 @@ def failed_nodes(target_dir: Path | None = None) -> list[str]:
 
 
 def transform_window(settings: Settings) -> dict[str, dict[str, int]]:
-    """Build (models, seeds, tests) the settings' window; raise :class:`TransformError` on failure."""
+    """Build the settings' window (models, seeds, tests); :class:`TransformError` on failure."""
     completed = build_window(settings, settings.start_month, settings.end_month, capture=True)
     if completed.returncode != 0:
         failures = failed_nodes()
         detail = "\n".join(failures[:10]) if failures else completed.stdout[-3000:]
-        raise TransformError(f"dbt build failed for {settings.start_month}..{settings.end_month}:\n{detail}")
+        raise TransformError(
+            f"dbt build failed for {settings.start_month}..{settings.end_month}:\n{detail}"
+        )
     return build_summary()
