@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
+# Python start-up dominates short runs (dbt, Meltano, kernels): let it cache bytecode even where
+# the environment turns that off.
+unexport PYTHONDONTWRITEBYTECODE
 
 .DEFAULT_GOAL := help
 .PHONY: help setup run extract-load test test-fast dev lab data lint format bench clean settings

@@ -25,10 +25,11 @@ def run_pipeline(settings: Settings) -> int:
         f"Latest deliveries in the window: {sum(counts.values()):,} rows in {len(counts)} month(s)."
     )
     summary = transform_window(settings)
-    parts = [
-        f"{sum(counts.values())} {kind}s ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})"
-        for kind, counts in sorted(summary.items())
-    ]
+    parts = []
+    for kind, by_status in sorted(summary.items()):
+        total = sum(by_status.values())
+        statuses = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
+        parts.append(f"{total} {kind}{'' if total == 1 else 's'} ({statuses})")
     print("Transform: dbt build " + "; ".join(parts) + ".")
     with connect(settings.warehouse_path, read_only=True) as con:
         facts = con.execute(
