@@ -52,12 +52,16 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=SHARED.resolve())
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print(f"{'window':<18}{'rows':>8}{'min s':>8}{'median s':>10}{'max s':>8}"
-          f"{'rows/s':>10}{'peak MiB':>10}")
+    print(
+        f"{'window':<18}{'rows':>8}{'min s':>8}{'median s':>10}{'max s':>8}"
+        f"{'rows/s':>10}{'peak MiB':>10}"
+    )
     for start, end in (("2023-06", "2023-06"), ("2023-01", "2023-12")):
         r = bench_window(args.data_dir, start, end, args.repeat)
-        print(f"{r['window']:<18}{r['rows']:>8,}{r['min_s']:>8.2f}{r['median_s']:>10.2f}"
-              f"{r['max_s']:>8.2f}{r['rows_per_s']:>10,.0f}{r['peak_rss_mib']:>10.0f}")
+        print(
+            f"{r['window']:<18}{r['rows']:>8,}{r['min_s']:>8.2f}{r['median_s']:>10.2f}"
+            f"{r['max_s']:>8.2f}{r['rows_per_s']:>10,.0f}{r['peak_rss_mib']:>10.0f}"
+        )
 
 
 if __name__ == "__main__":

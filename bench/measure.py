@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -22,10 +23,8 @@ class Measurement:
 def _tree_rss(root: psutil.Process) -> int:
     total = 0
     for proc in [root, *root.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):  # a child may exit while we look
             total += proc.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 

@@ -17,7 +17,7 @@ def fake_datagov(records_by_month: dict[str, list[dict]]) -> Iterator[dict]:
     seen: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
             seen.append({"query": query, "headers": dict(self.headers)})
             month = json.loads(query.get("filters", "{}")).get("month")

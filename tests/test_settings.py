@@ -31,7 +31,7 @@ def test_defaults_give_the_classroom_window() -> None:
     "value", ["2023-13", "2023-00", "23-01", "2023/01", "2023-1", "soon", "2023-01-01"]
 )
 def test_malformed_month_is_refused(value: str) -> None:
-    with pytest.raises(SettingsError, match="HDB_START_MONTH.*expected YYYY-MM|month part"):
+    with pytest.raises(SettingsError, match=r"HDB_START_MONTH.*expected YYYY-MM|month part"):
         settings(HDB_START_MONTH=value)
 
 
