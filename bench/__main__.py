@@ -1,0 +1,17 @@
+"""``make bench``: every benchmark of the workbook, one after the other.
+
+    python -m bench            # extract-load, then dbt
+    python -m bench.extract_load --repeat 5
+    python -m bench.dbt_build --repeat 5
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bench import dbt_build, extract_load
+
+for title, module in (("Extract-load (Meltano)", extract_load), ("Transform (dbt)", dbt_build)):
+    print(f"\n== {title}")
+    sys.argv = [sys.argv[0]]
+    module.main()
