@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from hdb_elt.settings import MELTANO_PROJECT_DIR, Settings, display_path
 from hdb_elt.warehouse import RAW_TABLE, connect, ensure_warehouse
 
@@ -199,3 +201,56 @@ def read_state(settings: Settings) -> dict | None:
     if completed.returncode != 0 or not text.startswith("{"):
         return None
     return json.loads(text)
+
+
+def load_overview(warehouse_path: Path, load_id: str) -> pd.DataFrame:
+    """Rows per month and delivery file of one load, for a notebook to show."""
+    with connect(warehouse_path, read_only=True) as con:
+        frame = con.execute(
+            f"""select month, _source as source, count(*) as rows
+                from {RAW_TABLE} where _load_id = ?
+                group by all order by month, source""",
+            [load_id],
+        ).df()
+    frame["source"] = frame["source"].map(source_name)
+    return frame
+
+
+def raw_sample(warehouse_path: Path, load_id: str, rows: int = 5) -> pd.DataFrame:
+    """The first rows of a load as delivered (text), with where each came from."""
+    with connect(warehouse_path, read_only=True) as con:
+        frame = con.execute(
+            f"""select _source as source, _source_row as line, * exclude (_source, _source_row,
+                    _load_id, _loaded_at)
+                from {RAW_TABLE} where _load_id = ?
+                order by month, _source, _source_row limit ?""",
+            [load_id, rows],
+        ).df()
+    frame["source"] = frame["source"].map(source_name)
+    return frame
+
+
+def state_months(state: dict | None) -> pd.DataFrame:
+    """Meltano's state for this warehouse as a table: month, rows, content fingerprint."""
+    months = {}
+    if state:
+        bookmarks = state.get("singer_state", state).get("bookmarks", {})
+        months = bookmarks.get("resale_flat_prices", {}).get("months", {})
+    return pd.DataFrame(
+        [
+            {
+                "month": month,
+                "rows": entry.get("rows"),
+                "fingerprint": (entry.get("fingerprint") or "")[:12],
+            }
+            for month, entry in sorted(months.items())
+        ],
+        columns=["month", "rows", "fingerprint"],
+    )
+
+
+def source_name(source: str) -> str:
+    """A delivery's file name, or the API URL without its host's noise: no local paths shown."""
+    if source.startswith(("http://", "https://")):
+        return source
+    return Path(source).name

@@ -211,3 +211,26 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         api_url=api_url,
         api_key=_env_value(values, "DATA_GOV_SG_API_KEY"),
     )
+
+
+def stage_settings(
+    start_month: str | None = None,
+    end_month: str | None = None,
+    warehouse_path: str | Path | None = None,
+    data_dir: str | Path | None = None,
+) -> Settings:
+    """The settings of one stage run: the environment's, with a notebook's parameters on top.
+
+    A notebook's ``parameters`` cell defaults to ``None`` for each value, meaning "as the
+    environment (or ``.env``) says"; papermill and Dagster inject real values there. Values
+    are validated exactly like the environment's.
+    """
+    overrides = {
+        "HDB_START_MONTH": start_month,
+        "HDB_END_MONTH": end_month,
+        "HDB_WAREHOUSE_PATH": warehouse_path,
+        "HDB_RESALE_DATA_DIR": data_dir,
+    }
+    values = environment()
+    values.update({name: str(value) for name, value in overrides.items() if value is not None})
+    return load_settings(values, dotenv=False)

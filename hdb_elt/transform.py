@@ -8,6 +8,7 @@ the warehouse path reaches dbt through ``HDB_WAREHOUSE_PATH`` (``Settings.child_
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -97,9 +98,18 @@ class TransformError(RuntimeError):
     """dbt build failed; the message names the failing models and tests."""
 
 
+def dbt_target_dir() -> Path:
+    """dbt's artifacts folder: ``DBT_TARGET_PATH`` if set (dbt honours it too), else target/."""
+    configured = os.environ.get("DBT_TARGET_PATH")
+    if not configured:
+        return DBT_PROJECT_DIR / "target"
+    path = Path(configured)
+    return path if path.is_absolute() else DBT_PROJECT_DIR / path
+
+
 def build_summary(target_dir: Path | None = None) -> dict[str, dict[str, int]]:
     """Counts of results by resource type and status from dbt's last ``run_results.json``."""
-    path = (target_dir or DBT_PROJECT_DIR / "target") / "run_results.json"
+    path = (target_dir or dbt_target_dir()) / "run_results.json"
     results = json.loads(path.read_text())["results"]
     summary: dict[str, dict[str, int]] = {}
     for result in results:
@@ -111,7 +121,7 @@ def build_summary(target_dir: Path | None = None) -> dict[str, dict[str, int]]:
 
 def failed_nodes(target_dir: Path | None = None) -> list[str]:
     """``unique_id: message`` of every result that errored or failed in the last dbt run."""
-    path = (target_dir or DBT_PROJECT_DIR / "target") / "run_results.json"
+    path = (target_dir or dbt_target_dir()) / "run_results.json"
     if not path.exists():
         return []
     results = json.loads(path.read_text())["results"]

@@ -85,3 +85,16 @@ def test_month_arithmetic() -> None:
     ]
     with pytest.raises(MonthError):
         Month.parse("2023-13")
+
+
+def test_notebook_parameters_override_the_environment(monkeypatch, tmp_path: Path) -> None:
+    from hdb_elt.settings import stage_settings
+
+    monkeypatch.setenv("HDB_START_MONTH", "2023-01")
+    monkeypatch.setenv("HDB_END_MONTH", "2023-12")
+    s = stage_settings(start_month="2023-03", end_month="2023-04", warehouse_path=tmp_path / "w.db")
+    assert (str(s.start_month), str(s.end_month)) == ("2023-03", "2023-04")
+    assert s.warehouse_path == tmp_path / "w.db"
+    assert str(stage_settings().start_month) == "2023-01"  # None keeps the environment's
+    with pytest.raises(SettingsError, match="HDB_END_MONTH"):
+        stage_settings(end_month="2023-4")

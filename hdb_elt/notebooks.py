@@ -1,0 +1,171 @@
+"""Run the stage notebooks headless, and keep the committed ones executed and reproducible.
+
+``run_stages`` executes the notebooks with papermill, injecting the window into each one's
+``parameters`` cell, and keeps every executed copy in a run folder: the record of what ran.
+``refresh_committed`` re-executes the notebooks in place on the reference deliveries and a
+fresh warehouse, so the outputs committed with them (which ``pytest --nbval`` compares) are
+the workbook's reference outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hdb_elt.settings import DATA_DIR, NOTEBOOKS_DIR, REPO_ROOT, Settings, display_path
+
+STAGES = ("01_extract_load", "02_validate", "03_transform", "04_test", "05_report")
+RUNS_DIR = DATA_DIR / "runs"
+KERNEL = "python3"
+REFERENCE_DELIVERIES = (REPO_ROOT / ".." / "shared" / "data" / "hdb_resale" / "monthly").resolve()
+
+
+class StageFailed(RuntimeError):
+    """A stage notebook raised; the message is the notebook's own error and where to read it."""
+
+    def __init__(self, stage: str, error: str, notebook: Path) -> None:
+        self.stage = stage
+        self.notebook = notebook
+        super().__init__(
+            f"Stage {stage} failed: {error}\nThe executed notebook: {display_path(notebook)}"
+        )
+
+
+@dataclass
+class StageRun:
+    stage: str
+    notebook: Path
+    seconds: float
+
+
+def stage_path(stage: str) -> Path:
+    return NOTEBOOKS_DIR / f"{stage}.ipynb"
+
+
+def stage_parameters(settings: Settings) -> dict[str, str]:
+    """What a run injects into each notebook's ``parameters`` cell."""
+    parameters = {
+        "start_month": str(settings.start_month),
+        "end_month": str(settings.end_month),
+        "warehouse_path": str(settings.warehouse_path),
+    }
+    if settings.data_dir is not None:
+        parameters["data_dir"] = str(settings.data_dir)
+    return parameters
+
+
+def new_run_dir(root: Path = RUNS_DIR) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = root / stamp
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = root / f"{stamp}-{suffix}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def execute_stage(
+    stage: str, output: Path, parameters: dict[str, str], *, progress: bool = False
+) -> float:
+    """Execute one stage notebook with papermill into ``output``; raise :class:`StageFailed`."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(stage_path(stage)),
+            str(output),
+            parameters=parameters,
+            kernel_name=KERNEL,
+            cwd=str(NOTEBOOKS_DIR),
+            progress_bar=progress,
+            log_output=False,
+        )
+    except PapermillExecutionError as exc:
+        raise StageFailed(stage, f"{exc.ename}: {exc.evalue}", output) from None
+    return time.perf_counter() - started
+
+
+def run_stages(
+    settings: Settings,
+    run_dir: Path | None = None,
+    stages: Sequence[str] = STAGES,
+) -> list[StageRun]:
+    """Run the stage notebooks in order for the settings' window; stop at the first failure."""
+    run_dir = run_dir or new_run_dir()
+    parameters = stage_parameters(settings)
+    runs = []
+    for stage in stages:
+        output = run_dir / f"{stage}.ipynb"
+        seconds = execute_stage(stage, output, parameters)
+        runs.append(StageRun(stage, output, seconds))
+    return runs
+
+
+@contextmanager
+def reference_environment() -> Iterator[Path]:
+    """Point the settings at the reference deliveries and a new warehouse (yields its path)."""
+    if not any(REFERENCE_DELIVERIES.glob("*.csv")):
+        raise FileNotFoundError(
+            f"The reference deliveries are not in {REFERENCE_DELIVERIES}: the committed outputs "
+            "come from them."
+        )
+    names = ("HDB_RESALE_DATA_DIR", "HDB_WAREHOUSE_PATH", "HDB_START_MONTH", "HDB_END_MONTH",
+             "HDB_LOOKBACK_MONTHS")  # fmt: skip
+    saved = {name: os.environ.get(name) for name in names}
+    with tempfile.TemporaryDirectory(prefix="hdb-reference-") as tmp:
+        warehouse = Path(tmp) / "warehouse" / "hdb_resale.duckdb"
+        os.environ.update(
+            {
+                "HDB_RESALE_DATA_DIR": str(REFERENCE_DELIVERIES),
+                "HDB_WAREHOUSE_PATH": str(warehouse),
+                "HDB_START_MONTH": "2023-01",
+                "HDB_END_MONTH": "2023-12",
+                "HDB_LOOKBACK_MONTHS": "1",
+            }
+        )
+        try:
+            yield warehouse
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def refresh_committed(stages: Sequence[str] = STAGES, timeout: int = 900) -> None:
+    """Re-execute stage notebooks in place, on the reference data, in a fresh warehouse.
+
+    The stages before the last one asked for run too (a stage needs what the earlier ones
+    built), but only the ``stages`` asked for are written back.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    last = max(STAGES.index(stage) for stage in stages)
+    with reference_environment():
+        for stage in STAGES[: last + 1]:
+            path = stage_path(stage)
+            notebook = nbformat.read(path, as_version=4)
+            started = time.perf_counter()
+            NotebookClient(
+                notebook,
+                timeout=timeout,
+                kernel_name=KERNEL,
+                resources={"metadata": {"path": str(NOTEBOOKS_DIR)}},
+            ).execute()
+            seconds = time.perf_counter() - started
+            if stage in stages:
+                nbformat.write(notebook, path)
+                print(f"{path.name}: executed in {seconds:.1f} s and saved")
+            else:
+                print(f"{path.name}: executed in {seconds:.1f} s (prerequisite, not saved)")

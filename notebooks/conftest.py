@@ -1,0 +1,37 @@
+"""``pytest --nbval notebooks/``: run the stage notebooks on the reference deliveries.
+
+The committed outputs were made from the real 2023 deliveries in a fresh warehouse
+(``make notebooks``), so the check runs the same way: the reference folder beside the
+repository and a new, temporary warehouse, whatever ``.env`` says.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from hdb_elt.notebooks import REFERENCE_DELIVERIES
+
+_WORKDIR = tempfile.mkdtemp(prefix="hdb-nbval-")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.update(
+        {
+            "HDB_RESALE_DATA_DIR": str(REFERENCE_DELIVERIES),
+            "HDB_WAREHOUSE_PATH": str(Path(_WORKDIR) / "warehouse" / "hdb_resale.duckdb"),
+            "HDB_START_MONTH": "2023-01",
+            "HDB_END_MONTH": "2023-12",
+            "HDB_LOOKBACK_MONTHS": "1",
+        }
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not any(REFERENCE_DELIVERIES.glob("*.csv")):
+        skip = pytest.mark.skip(reason=f"reference deliveries not found in {REFERENCE_DELIVERIES}")
+        for item in items:
+            item.add_marker(skip)
