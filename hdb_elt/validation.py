@@ -482,6 +482,53 @@ def read_window(
     return rows
 
 
+def read_deliveries(
+    warehouse_path: Path, start_month: str | Month, end_month: str | Month
+) -> pd.DataFrame:
+    """What the gate checks for a window: the latest delivery of each of its months, plus any
+    rows of those same loads whose month is not a month at all.
+
+    Staging reads the first part. The second catches a delivery carrying rows such as
+    ``2023-13``, which belong to no window and so would otherwise never be seen.
+    """
+    start, end = str(Month.parse(str(start_month))), str(Month.parse(str(end_month)))
+    valid = "regexp_full_match(month, '\\d{4}-(0[1-9]|1[0-2])')"
+    in_window = f"(month between $1 and $2 and {valid})"
+    rows = query_df(
+        warehouse_path,
+        f"""with latest as (
+                select * from {RAW_TABLE} where {in_window}
+                qualify _loaded_at = max(_loaded_at) over (partition by month)
+            ),
+            stray as (
+                select * from {RAW_TABLE}
+                where _load_id in (select distinct _load_id from latest)
+                  and not coalesce({valid}, false)
+            )
+            select * from (select * from latest union all select * from stray)
+            order by month, _source, _source_row""",
+        [start, end],
+    )
+    if rows.empty:
+        raise NothingToValidate(
+            f"No rows for {start}..{end} in {RAW_TABLE}: run the extract-load stage for that "
+            "window first."
+        )
+    return rows
+
+
+def quarantined_sample(report: ValidationReport, rows: int = 10) -> pd.DataFrame:
+    """The first quarantined rows as a person reads them: file, line, rule and why."""
+    columns = ["file", "line", "month", "rule", "detail"]
+    if report.quarantined.empty:
+        return pd.DataFrame(columns=columns)
+    frame = report.quarantined.assign(
+        file=report.quarantined["_source"].map(lambda s: Path(str(s)).name),
+        line=report.quarantined["_source_row"],
+    )
+    return frame.sort_values(["file", "line", "rule"])[columns].head(rows).reset_index(drop=True)
+
+
 # --- validating ----------------------------------------------------------------------------
 
 

@@ -16,7 +16,9 @@ from hdb_elt.validation import (
     NothingToValidate,
     ValidationBlocked,
     latest_load_id,
+    quarantined_sample,
     raise_if_blocked,
+    read_deliveries,
     read_load,
     read_window,
     record_results,
@@ -480,3 +482,36 @@ def test_a_blocked_report_records_results_but_quarantines_nothing(warehouse):
         quarantined = con.execute("select count(*) from audit.quarantine").fetchone()[0]
     assert statuses["month_format"] == "fail"
     assert quarantined == 0
+
+
+def test_read_deliveries_adds_stray_rows_of_the_window_loads_and_the_gate_blocks(warehouse):
+    load(warehouse, delivery(5, "2023-04", "load-a"), "2024-01-01 00:00:00")
+    load(warehouse, delivery(3, "2023-05", "load-a"), "2024-01-01 00:00:00")
+    revised = at_line(delivery(4, "2023-05", "load-b"), 3, month="2023-13")
+    load(warehouse, revised, "2024-02-01 00:00:00")
+    load(warehouse, at_line(delivery(2, "2023-06", "load-c"), 2, month="2023-13"), "2024-03-01")
+
+    rows = read_deliveries(warehouse, "2023-05", "2023-05")
+    # load-b's three May rows, its stray 2023-13 row; not load-a's superseded May, nor load-c.
+    assert sorted(zip(rows["_load_id"], rows["month"], strict=True)) == [
+        ("load-b", "2023-05"), ("load-b", "2023-05"), ("load-b", "2023-05"), ("load-b", "2023-13")
+    ]  # fmt: skip
+    assert len(read_deliveries(warehouse, "2023-04", "2023-06")) == 5 + 4 + 2
+
+    report = validate_load(rows, "2023-05", "2023-05")
+    assert report.blocked
+    with pytest.raises(
+        ValidationBlocked, match=r"resale-flat-prices-2023-05.csv line 3, column month"
+    ):
+        raise_if_blocked(report)
+
+
+def test_quarantined_sample_shows_file_line_rule_and_detail():
+    rows = at_line(delivery(200), 7, resale_price="1")
+    report = validate_load(rows, "2023-05", "2023-05")
+    sample = quarantined_sample(report)
+    assert sample.to_dict("records") == [
+        {"file": "resale-flat-prices-2023-05.csv", "line": 7, "month": "2023-05",
+         "rule": "resale_price_plausible", "detail": sample.loc[0, "detail"]}
+    ]  # fmt: skip
+    assert "'1'" in sample.loc[0, "detail"]
