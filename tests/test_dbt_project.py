@@ -149,7 +149,7 @@ def test_raw_helper_follows_the_contract(tmp_path: Path) -> None:
         (second, len(expected), ["2023-01"]),
     ]
     assert loads[0][3] < loads[1][3]
-    assert sources == [str(path)]
+    assert sources == [str(path.resolve())]
 
 
 # ---------------------------------------------------------------- slow: real dbt runs
