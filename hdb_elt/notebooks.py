@@ -94,20 +94,30 @@ def execute_stage(
     return time.perf_counter() - started
 
 
+def iter_stages(
+    settings: Settings,
+    run_dir: Path | None = None,
+    stages: Sequence[str] = STAGES,
+) -> Iterator[StageRun]:
+    """Run the stage notebooks in order for the settings' window, yielding each as it ends.
+
+    The first failing stage raises :class:`StageFailed`; later stages do not run.
+    """
+    run_dir = run_dir or new_run_dir()
+    parameters = stage_parameters(settings)
+    for stage in stages:
+        output = run_dir / f"{stage}.ipynb"
+        seconds = execute_stage(stage, output, parameters)
+        yield StageRun(stage, output, seconds)
+
+
 def run_stages(
     settings: Settings,
     run_dir: Path | None = None,
     stages: Sequence[str] = STAGES,
 ) -> list[StageRun]:
     """Run the stage notebooks in order for the settings' window; stop at the first failure."""
-    run_dir = run_dir or new_run_dir()
-    parameters = stage_parameters(settings)
-    runs = []
-    for stage in stages:
-        output = run_dir / f"{stage}.ipynb"
-        seconds = execute_stage(stage, output, parameters)
-        runs.append(StageRun(stage, output, seconds))
-    return runs
+    return list(iter_stages(settings, run_dir, stages))
 
 
 @contextmanager
