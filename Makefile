@@ -13,7 +13,7 @@ export DAGSTER_HOME
 unexport PYTHONDONTWRITEBYTECODE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run extract-load test test-fast dev lab data lint format bench clean settings
+.PHONY: help setup run extract-load test test-fast dev lab data lint format bench clean settings notebooks
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
@@ -42,8 +42,9 @@ settings: setup ## Show the settings a run would use
 data: setup ## Download the window's months from data.gov.sg into data/raw/
 	$(BIN)/python -m hdb_elt download
 
-test: setup ## Run every test (the command CI runs)
+test: setup ## Run every test (the command CI runs), then check the notebooks' outputs
 	$(BIN)/pytest
+	$(BIN)/pytest --nbval notebooks/
 
 test-fast: setup ## Run the tests not marked slow
 	$(BIN)/pytest -m "not slow"
@@ -52,6 +53,9 @@ dev: setup ## Start the Dagster UI on http://127.0.0.1:3000
 	@test -f dagster_orchestration/definitions.py || { echo "The Dagster code location (dagster_orchestration/) is not built yet: use make run."; exit 1; }
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+notebooks: setup ## Re-execute the stage notebooks on the reference data and save their outputs
+	$(BIN)/python -c "from hdb_elt.notebooks import refresh_committed; refresh_committed()"
 
 lab: setup ## Open the notebooks in JupyterLab
 	$(BIN)/jupyter lab --notebook-dir=notebooks

@@ -1,17 +1,22 @@
 """``make bench``: every benchmark of the workbook, one after the other.
 
-    python -m bench            # extract-load, then dbt
-    python -m bench.extract_load --repeat 5
-    python -m bench.dbt_build --repeat 5
+python -m bench            # extract-load, then dbt
+python -m bench.extract_load --repeat 5
+python -m bench.dbt_build --repeat 5
 """
 
 from __future__ import annotations
 
 import sys
 
-from bench import dbt_build, extract_load
+from bench import dbt_build, extract_load, notebooks
 
-for title, module in (("Extract-load (Meltano)", extract_load), ("Transform (dbt)", dbt_build)):
+BENCHMARKS = (
+    ("Extract-load (Meltano)", extract_load),
+    ("Transform (dbt)", dbt_build),
+    ("Stage notebooks (papermill)", notebooks),
+)
+for title, module in BENCHMARKS:
     print(f"\n== {title}")
     sys.argv = [sys.argv[0]]
     module.main()
