@@ -58,7 +58,7 @@ notebooks: setup ## Re-execute the stage notebooks on the reference data and sav
 	$(BIN)/python -c "from hdb_elt.notebooks import refresh_committed; refresh_committed()"
 
 lab: setup ## Open the notebooks in JupyterLab
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --ip 127.0.0.1 --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: setup ## Check style (ruff)
 	$(BIN)/ruff check .
