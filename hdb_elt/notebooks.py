@@ -104,6 +104,7 @@ def iter_stages(
     The first failing stage raises :class:`StageFailed`; later stages do not run.
     """
     run_dir = run_dir or new_run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)  # papermill writes into it, never creates it
     parameters = stage_parameters(settings)
     for stage in stages:
         output = run_dir / f"{stage}.ipynb"
