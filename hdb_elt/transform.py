@@ -3,19 +3,28 @@
 dbt runs in its own process so that nothing here (a notebook, Dagster) holds the DuckDB
 file while dbt writes it. The project and its ``profiles.yml`` live in ``dbt_resale_flat/``;
 the warehouse path reaches dbt through ``HDB_WAREHOUSE_PATH`` (``Settings.child_env``).
+What the transform notebook shows (:func:`built_models`, :func:`mart_preview`) is read from
+dbt's artifacts and from the warehouse opened read-only, closed at once.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
+import pandas as pd
+
+from hdb_elt.extract_load import source_name
 from hdb_elt.months import Month
-from hdb_elt.settings import DBT_PROJECT_DIR, Settings, load_settings
+from hdb_elt.settings import DBT_PROJECT_DIR, Settings, display_path, load_settings
+from hdb_elt.warehouse import connect
 
 
 def dbt_executable() -> str:
@@ -46,12 +55,17 @@ def window_vars(start: Month | str | None = None, end: Month | str | None = None
 
 
 def run_dbt(
-    args: list[str], settings: Settings | None = None, *, capture: bool = False
+    args: list[str],
+    settings: Settings | None = None,
+    *,
+    capture: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``dbt <args>`` on the project with the settings' environment; do not raise.
 
     ``capture=True`` collects stdout and stderr as text (else they stream to the console).
-    Check ``returncode``: non-zero means a model or a test failed, and dbt's output says which.
+    ``env`` adds variables to that environment. Check ``returncode``: non-zero means a model
+    or a test failed, and dbt's output says which.
     """
     settings = settings or load_settings()
     command = [
@@ -65,7 +79,7 @@ def run_dbt(
     return subprocess.run(
         command,
         cwd=DBT_PROJECT_DIR,
-        env=settings.child_env(),
+        env={**settings.child_env(), **(env or {})},
         capture_output=capture,
         text=True,
         check=False,
@@ -80,6 +94,7 @@ def build_window(
     unit_tests: bool = False,
     extra_args: list[str] | None = None,
     capture: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """``dbt build`` (seeds, models, data tests) for the months ``start``..``end``.
 
@@ -91,7 +106,7 @@ def build_window(
     args = ["build", *window_vars(start, end)]
     if not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
-    return run_dbt([*args, *(extra_args or [])], settings, capture=capture)
+    return run_dbt([*args, *(extra_args or [])], settings, capture=capture, env=env)
 
 
 class TransformError(RuntimeError):
@@ -110,7 +125,10 @@ def dbt_target_dir() -> Path:
 def build_summary(target_dir: Path | None = None) -> dict[str, dict[str, int]]:
     """Counts of results by resource type and status from dbt's last ``run_results.json``."""
     path = (target_dir or dbt_target_dir()) / "run_results.json"
-    results = json.loads(path.read_text())["results"]
+    return _summarise(json.loads(path.read_text())["results"])
+
+
+def _summarise(results: list[dict]) -> dict[str, dict[str, int]]:
     summary: dict[str, dict[str, int]] = {}
     for result in results:
         kind = result["unique_id"].split(".")[0]
@@ -124,7 +142,10 @@ def failed_nodes(target_dir: Path | None = None) -> list[str]:
     path = (target_dir or dbt_target_dir()) / "run_results.json"
     if not path.exists():
         return []
-    results = json.loads(path.read_text())["results"]
+    return _failures(json.loads(path.read_text())["results"])
+
+
+def _failures(results: list[dict]) -> list[str]:
     return [
         f"{r['unique_id']}: {(r.get('message') or '').strip()}"
         for r in results
@@ -142,3 +163,222 @@ def transform_window(settings: Settings) -> dict[str, dict[str, int]]:
             f"dbt build failed for {settings.start_month}..{settings.end_month}:\n{detail}"
         )
     return build_summary()
+
+
+# --- the transform notebook: build the models of a window, and show what was built ----------
+
+# Stage 04 runs the data and unit tests, so stage 03 builds seeds and models only.
+WITHOUT_TESTS = ["--exclude-resource-type", "test"]
+
+# Each mart's natural order, so a preview shows the same rows on every run.
+MART_ORDER = {
+    "fct_resale_transactions": "month_key, _source, _source_row",
+    "agg_monthly_town_prices": "month_key, town, flat_type",
+    "dim_town": "town",
+    "dim_flat_type": "sort_order, flat_type",
+}
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+# Load metadata that differs from run to run (ids, times) or names a local file.
+_RUN_SPECIFIC_COLUMNS = ("_load_id", "_loaded_at")
+
+
+# dbt copies variables named DBT_ENV_CUSTOM_ENV_<NAME> into its artifacts' metadata as <NAME>:
+# a fresh value per run tells this run's results from an earlier or a concurrent run's.
+RUN_MARKER = "HDB_RUN_MARKER"
+
+
+def run_marker() -> tuple[str, dict[str, str]]:
+    """A new marker, and the environment that makes dbt record it in run_results.json."""
+    marker = uuid.uuid4().hex
+    return marker, {f"DBT_ENV_CUSTOM_ENV_{RUN_MARKER}": marker}
+
+
+def own_run_results(target_dir: Path, marker: str) -> list[dict] | None:
+    """The results in ``target_dir/run_results.json`` if the run marked ``marker`` wrote them."""
+    path = target_dir / "run_results.json"
+    try:
+        run_results = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if run_results.get("metadata", {}).get("env", {}).get(RUN_MARKER) != marker:
+        return None
+    return run_results["results"]
+
+
+def plain_output(completed: subprocess.CompletedProcess) -> str:
+    """dbt's captured output without its terminal colour codes."""
+    return _ANSI_RE.sub("", (completed.stdout or "") + (completed.stderr or ""))
+
+
+def not_our_results(target_dir: Path) -> str:
+    """Why a run's results are missing, and what to do."""
+    return (
+        f"its results in {display_path(target_dir)} are missing or another run's: was a second "
+        "dbt using that folder at the same time? Run again, or give each run its own folder "
+        "with DBT_TARGET_PATH."
+    )
+
+
+def build_models(settings: Settings) -> dict[str, dict[str, int]]:
+    """``dbt build`` of the seeds and models (no tests) for the settings' window.
+
+    One dbt process builds everything in dependency order; the tests are left to the test
+    stage (:func:`hdb_elt.quality.run_tests`). Raises :class:`TransformError` naming the
+    failing models; returns the counts of :func:`build_summary`.
+    """
+    marker, env = run_marker()
+    completed = build_window(
+        settings,
+        settings.start_month,
+        settings.end_month,
+        extra_args=WITHOUT_TESTS,
+        capture=True,
+        env=env,
+    )
+    target = dbt_target_dir()
+    results = own_run_results(target, marker)
+    window = f"{settings.start_month}..{settings.end_month}"
+    if completed.returncode != 0:
+        failures = _failures(results or [])
+        detail = "\n".join(failures[:10]) if failures else plain_output(completed)[-3000:]
+        raise TransformError(
+            f"dbt build failed for {window}:\n{detail}\n"
+            "dbt's full log: dbt_resale_flat/logs/dbt.log (or in DBT_LOG_PATH if set)."
+        )
+    if results is None:
+        raise TransformError(f"dbt build for {window} finished, but {not_our_results(target)}")
+    return _summarise(results)
+
+
+def describe_summary(summary: dict[str, dict[str, int]]) -> str:
+    """``build_summary`` as words: ``5 models (5 success); 2 seeds (2 success)``."""
+    parts = []
+    for kind, by_status in sorted(summary.items()):
+        total = sum(by_status.values())
+        statuses = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
+        parts.append(f"{total} {kind}{'' if total == 1 else 's'} ({statuses})")
+    return "; ".join(parts)
+
+
+def _read_artifacts(target_dir: Path | None) -> tuple[list[dict], dict]:
+    target = target_dir or dbt_target_dir()
+    results_path, manifest_path = target / "run_results.json", target / "manifest.json"
+    if not results_path.exists() or not manifest_path.exists():
+        raise FileNotFoundError(
+            f"No dbt results in {display_path(target)}: run dbt first (the transform stage)."
+        )
+    results = json.loads(results_path.read_text())["results"]
+    return results, json.loads(manifest_path.read_text())
+
+
+def built_models(
+    warehouse_path: Path,
+    start: Month | str,
+    end: Month | str,
+    target_dir: Path | None = None,
+) -> pd.DataFrame:
+    """The seeds and models of dbt's last run: how each is materialized, its status, its rows.
+
+    ``rows`` counts the whole relation; ``rows_in_window`` the rows whose ``month_key`` lies in
+    ``start``..``end`` (empty for relations without months). Seeds, staging, then the marts,
+    each model after those it reads: the table reads in the order data flows.
+    """
+    start, end = str(Month.parse(str(start))), str(Month.parse(str(end)))
+    results, manifest = _read_artifacts(target_dir)
+    built = []
+    for result in results:
+        node = manifest["nodes"].get(result["unique_id"])
+        if node is None or node["resource_type"] not in ("model", "seed"):
+            continue
+        built.append(
+            {
+                "name": node["name"],
+                "materialized": node["config"]["materialized"],
+                "relation": f"{node['schema']}.{node['alias']}",
+                "status": result["status"],
+                "_order": (
+                    node["resource_type"] != "seed",
+                    node["schema"] != "staging",
+                    _depth(result["unique_id"], manifest["nodes"]),
+                ),
+            }
+        )
+    built.sort(key=lambda row: (row.pop("_order"), row["name"]))
+    with connect(warehouse_path, read_only=True) as con:
+        for row in built:
+            row["rows"], row["rows_in_window"] = _count_rows(con, row["relation"], start, end)
+    frame = pd.DataFrame(
+        built, columns=["name", "materialized", "relation", "status", "rows", "rows_in_window"]
+    )
+    return frame.astype({"rows": "Int64", "rows_in_window": "Int64"})
+
+
+def _depth(unique_id: str, nodes: dict) -> int:
+    """Steps from the sources to a node: models come after the models they read."""
+    parents = [p for p in nodes[unique_id]["depends_on"].get("nodes", []) if p in nodes]
+    return 1 + max((_depth(p, nodes) for p in parents), default=0)
+
+
+def _count_rows(con, relation: str, start: str, end: str) -> tuple[int | None, int | None]:
+    """(rows, rows with month_key in the window or None) of ``schema.name``; None if absent."""
+    schema, name = relation.split(".")
+    columns = {
+        column
+        for (column,) in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = ? and table_name = ?",
+            [schema, name],
+        ).fetchall()
+    }
+    if not columns:
+        return None, None
+    if "month_key" not in columns:
+        (rows,) = con.execute(f'select count(*) from "{schema}"."{name}"').fetchone()
+        return rows, None
+    return con.execute(
+        f"select count(*), count(*) filter (where month_key between ? and ?) "
+        f'from "{schema}"."{name}"',
+        [start, end],
+    ).fetchone()
+
+
+def mart_preview(
+    warehouse_path: Path,
+    start: Month | str,
+    end: Month | str,
+    rows: int = 5,
+    *,
+    mart: str = "fct_resale_transactions",
+) -> pd.DataFrame:
+    """The first ``rows`` rows of a mart in the window, in the mart's natural order.
+
+    Marts with months show the window only. Load ids and times, which change from run to run,
+    are left out, and a delivery's path is shown as its file name (``source``).
+    """
+    if mart not in MART_ORDER:
+        raise ValueError(f"mart={mart!r}: expected one of {', '.join(MART_ORDER)}.")
+    start, end = str(Month.parse(str(start))), str(Month.parse(str(end)))
+    with connect(warehouse_path, read_only=True) as con:
+        columns = [
+            column
+            for (column,) in con.execute(
+                "select column_name from information_schema.columns "
+                "where table_schema = 'marts' and table_name = ? order by ordinal_position",
+                [mart],
+            ).fetchall()
+        ]
+        if not columns:
+            raise FileNotFoundError(
+                f"marts.{mart} is not in the warehouse yet: run the transform stage first."
+            )
+        where = "month_key between ? and ?" if "month_key" in columns else "true"
+        params = [start, end] if "month_key" in columns else []
+        frame = con.execute(
+            f"select * from marts.{mart} where {where} order by {MART_ORDER[mart]} limit ?",
+            [*params, rows],
+        ).df()
+    frame = frame.drop(columns=[c for c in _RUN_SPECIFIC_COLUMNS if c in frame.columns])
+    if "_source" in frame.columns:
+        frame = frame.rename(columns={"_source": "source", "_source_row": "line"})
+        frame["source"] = frame["source"].map(source_name)
+    return frame
