@@ -122,12 +122,6 @@ def dbt_target_dir() -> Path:
     return path if path.is_absolute() else DBT_PROJECT_DIR / path
 
 
-def build_summary(target_dir: Path | None = None) -> dict[str, dict[str, int]]:
-    """Counts of results by resource type and status from dbt's last ``run_results.json``."""
-    path = (target_dir or dbt_target_dir()) / "run_results.json"
-    return _summarise(json.loads(path.read_text())["results"])
-
-
 def _summarise(results: list[dict]) -> dict[str, dict[str, int]]:
     summary: dict[str, dict[str, int]] = {}
     for result in results:
@@ -137,32 +131,12 @@ def _summarise(results: list[dict]) -> dict[str, dict[str, int]]:
     return summary
 
 
-def failed_nodes(target_dir: Path | None = None) -> list[str]:
-    """``unique_id: message`` of every result that errored or failed in the last dbt run."""
-    path = (target_dir or dbt_target_dir()) / "run_results.json"
-    if not path.exists():
-        return []
-    return _failures(json.loads(path.read_text())["results"])
-
-
 def _failures(results: list[dict]) -> list[str]:
     return [
         f"{r['unique_id']}: {(r.get('message') or '').strip()}"
         for r in results
         if r["status"] in ("error", "fail")
     ]
-
-
-def transform_window(settings: Settings) -> dict[str, dict[str, int]]:
-    """Build the settings' window (models, seeds, tests); :class:`TransformError` on failure."""
-    completed = build_window(settings, settings.start_month, settings.end_month, capture=True)
-    if completed.returncode != 0:
-        failures = failed_nodes()
-        detail = "\n".join(failures[:10]) if failures else completed.stdout[-3000:]
-        raise TransformError(
-            f"dbt build failed for {settings.start_month}..{settings.end_month}:\n{detail}"
-        )
-    return build_summary()
 
 
 # --- the transform notebook: build the models of a window, and show what was built ----------
@@ -224,7 +198,7 @@ def build_models(settings: Settings) -> dict[str, dict[str, int]]:
 
     One dbt process builds everything in dependency order; the tests are left to the test
     stage (:func:`hdb_elt.quality.run_tests`). Raises :class:`TransformError` naming the
-    failing models; returns the counts of :func:`build_summary`.
+    failing models; returns counts of results by kind and status.
     """
     marker, env = run_marker()
     completed = build_window(
@@ -251,7 +225,7 @@ def build_models(settings: Settings) -> dict[str, dict[str, int]]:
 
 
 def describe_summary(summary: dict[str, dict[str, int]]) -> str:
-    """``build_summary`` as words: ``5 models (5 success); 2 seeds (2 success)``."""
+    """Counts of results as words: ``5 models (5 success); 2 seeds (2 success)``."""
     parts = []
     for kind, by_status in sorted(summary.items()):
         total = sum(by_status.values())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import nbformat
+import pandas as pd
 import pytest
 from jupyter_client.manager import start_new_kernel
 
@@ -91,15 +92,16 @@ def test_a_non_default_window_runs_every_stage_and_only_that_window(
 
 def insert_delivery(warehouse: Path, rows: list[dict], source: str, load_id: str) -> None:
     """Append a delivery to raw as a loader other than ours might (the gate's second line)."""
+    frame = pd.DataFrame(rows).assign(
+        _source=source, _source_row=range(2, len(rows) + 2), _load_id=load_id
+    )
     with duckdb.connect(str(warehouse)) as con:
-        for line, row in enumerate(rows, start=2):
-            con.execute(
-                "insert into raw.resale_flat_prices by name select $row.*, $src as _source, "
-                "$line as _source_row, $lid as _load_id, "
-                "(select max(_loaded_at) from raw.resale_flat_prices) + interval 1 hour "
-                "as _loaded_at",
-                {"row": row, "src": source, "line": line, "lid": load_id},
-            )
+        con.register("delivery", frame)
+        con.execute(
+            "insert into raw.resale_flat_prices by name "
+            "select *, (select max(_loaded_at) from raw.resale_flat_prices) + interval 1 hour "
+            "as _loaded_at from delivery"
+        )
 
 
 def shared_rows(shared_monthly: Path, month: str, n: int) -> list[dict]:
