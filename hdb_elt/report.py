@@ -418,8 +418,8 @@ def chart_price_per_sqm_by_town(data: ReportData) -> Figure:
         bar.formatter = FuncFormatter(lambda value, _: f"{value:,.0f}")
         bar.outline.set_visible(False)
         subtitle = (
-            "SGD per sqm of floor area. Right: each town's median and sales over the whole "
-            "window, highest median first."
+            "SGD per sqm of floor area, highest median first.\n"
+            "Right: each town's median and number of sales over the whole window."
         )
         if matrix.isna().to_numpy().any():
             subtitle += "\nGrey: no sales in that town and month."
