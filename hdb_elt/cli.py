@@ -50,11 +50,19 @@ def cmd_download(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
+    """Restore the reference state after a stage, or reset an exercise's workspace."""
+    from hdb_elt.checkpoints import checkpoint_command
+
+    return checkpoint_command(settings, args.stage, args.exercise)
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "settings": cmd_settings,
     "extract-load": cmd_extract_load,
     "run": cmd_run,
     "download": cmd_download,
+    "checkpoint": cmd_checkpoint,
 }
 
 
@@ -65,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         command = sub.add_parser(name, help=(handler.__doc__ or "").splitlines()[0])
         if name == "download":
             command.add_argument("--dest", default=None, help="folder to write (data/raw/)")
+        if name == "checkpoint":
+            command.add_argument("--stage", help="restore the warehouse as it is after this stage")
+            command.add_argument("--exercise", help="reset this exercise's workspace")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()

@@ -1,0 +1,66 @@
+"""The exercise notebooks and their solutions: where they are, and how they are executed.
+
+``notebooks/exercises/NN_<name>.ipynb`` are committed unexecuted, as a learner starts them;
+``notebooks/exercises/solutions/NN_<name>.ipynb`` are committed executed on the reference
+deliveries, and ``pytest --nbval`` compares their outputs. :func:`refresh_solutions`
+re-executes the solutions in place, with workspaces and checkpoints in a temporary folder, so a
+refresh never touches a learner's workspace.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from hdb_elt.checkpoints import CHECKPOINTS_ENV, tool_environment
+from hdb_elt.exercises.workspace import EXERCISES, EXERCISES_ENV, exercise
+from hdb_elt.notebooks import KERNEL, reference_environment
+from hdb_elt.settings import NOTEBOOKS_DIR
+
+EXERCISE_NOTEBOOKS_DIR = NOTEBOOKS_DIR / "exercises"
+SOLUTIONS_DIR = EXERCISE_NOTEBOOKS_DIR / "solutions"
+TODO_TAG = "todo"
+
+
+def exercise_path(name: str) -> Path:
+    return EXERCISE_NOTEBOOKS_DIR / f"{exercise(name).name}.ipynb"
+
+
+def solution_path(name: str) -> Path:
+    return SOLUTIONS_DIR / f"{exercise(name).name}.ipynb"
+
+
+@contextmanager
+def scratch_exercises() -> Iterator[Path]:
+    """Workspaces and checkpoints in a new temporary folder for the block (yields it)."""
+    with tempfile.TemporaryDirectory(prefix="hdb-exercises-") as tmp:
+        values = {
+            EXERCISES_ENV: str(Path(tmp) / "exercises"),
+            CHECKPOINTS_ENV: str(Path(tmp) / "checkpoints"),
+        }
+        with tool_environment(values):
+            yield Path(tmp)
+
+
+def refresh_solutions(names: Sequence[str] | None = None, timeout: int = 900) -> None:
+    """Re-execute solution notebooks in place on the reference deliveries, and save them."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    chosen = [exercise(n).name for n in names] if names else list(EXERCISES)
+    with reference_environment(), scratch_exercises():
+        for name in chosen:
+            path = solution_path(name)
+            notebook = nbformat.read(path, as_version=4)
+            started = time.perf_counter()
+            NotebookClient(
+                notebook,
+                timeout=timeout,
+                kernel_name=KERNEL,
+                resources={"metadata": {"path": str(SOLUTIONS_DIR)}},
+            ).execute()
+            nbformat.write(notebook, path)
+            print(f"{path.name}: executed in {time.perf_counter() - started:.1f} s and saved")

@@ -1,0 +1,401 @@
+"""An exercise's workspace: its own copy of everything it may break, and plain self-checks.
+
+:func:`workspace` gives an exercise a folder under ``data/exercises/<exercise>/``
+(``HDB_EXERCISES_DIR`` moves it) restored from a checkpoint: the warehouse, Meltano's state for
+it, the delivery files, dbt's ``target/`` and logs, a copy of the dbt project for the exercises
+that change it, and a Dagster home for the Dagster ones. Activated in a notebook's kernel, it
+points the pipeline's settings and tools at those copies, so nothing an exercise does reaches
+the project's own warehouse, state, dbt project or Dagster instance.
+
+:class:`CheckResult` is what a self-check returns: what is right, what is still missing, and a
+hint, in plain sentences. :meth:`CheckResult.assert_done` prints it, or raises
+:class:`NotDoneYet` with the same text, so an unfinished exercise fails under papermill and
+nbval as it does in JupyterLab.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+
+from hdb_elt.checkpoints import Checkpoint, build_checkpoint, copy_state, copy_warehouse, tool_env
+from hdb_elt.settings import (
+    DATA_DIR,
+    DBT_PROJECT_DIR,
+    Settings,
+    display_path,
+    environment,
+    resolve_path,
+    stage_settings,
+)
+from hdb_elt.transform import dbt_executable, own_run_results, plain_output, run_marker
+from hdb_elt.warehouse import connect
+
+EXERCISES_ENV = "HDB_EXERCISES_DIR"
+DEFAULT_EXERCISES_DIR = DATA_DIR / "exercises"
+# Every exercise starts from the reference state after the transform stage for two months:
+# enough to see everything the pipeline does, small enough to run in seconds.
+WINDOW = ("2023-01", "2023-02")
+CHECKPOINT_STAGE = "03_transform"
+# Only what changed is extracted in a workspace (the default, 1, would also re-extract the
+# newest month on every run: see exercise 04's "Try it").
+LOOKBACK_MONTHS = 0
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: its notebook's name and title, and what its workspace needs."""
+
+    name: str
+    title: str
+    minutes: int
+    copies_dbt_project: bool = False
+    dagster: bool = False
+
+    @property
+    def number(self) -> str:
+        return self.name.split("_", 1)[0]
+
+    def label(self) -> str:
+        return f"exercise {self.number} · {self.title}"
+
+
+EXERCISES: dict[str, Exercise] = {
+    e.name: e
+    for e in (
+        Exercise("01_add_a_validation_rule", "Add a validation rule", 30),
+        Exercise("02_add_a_dbt_model", "Add a dbt model with tests", 40, copies_dbt_project=True),
+        Exercise("03_write_a_dbt_unit_test", "Write a dbt unit test", 30, copies_dbt_project=True),
+        Exercise("04_redeliver_a_month", "Re-deliver a revised month", 30),
+    )
+}
+
+
+class ExerciseError(RuntimeError):
+    """An exercise's workspace cannot be made; the message says why and what to do."""
+
+
+class NotDoneYet(AssertionError):
+    """A self-check found something still missing; the message lists it, with a hint."""
+
+
+def exercise(name: str) -> Exercise:
+    """The exercise a name means: ``01``, ``1``, ``add_a_validation_rule`` or its full name."""
+    text = str(name).strip().lower()
+    for candidate in EXERCISES.values():
+        number, rest = candidate.name.split("_", 1)
+        if text in (candidate.name, number, rest, str(int(number))):
+            return candidate
+    choices = ", ".join(EXERCISES)
+    raise ExerciseError(f"{name!r} is not an exercise: expected one of {choices}.")
+
+
+def exercises_dir() -> Path:
+    """Where workspaces live: ``HDB_EXERCISES_DIR``, else ``data/exercises/``."""
+    configured = environment().get(EXERCISES_ENV, "").strip()
+    return resolve_path(configured, EXERCISES_ENV) if configured else DEFAULT_EXERCISES_DIR
+
+
+# --- dbt in a workspace ------------------------------------------------------------------------
+
+
+@dataclass
+class DbtRun:
+    """What one dbt command did in a workspace: its exit code, its output, its results."""
+
+    args: list[str]
+    returncode: int
+    output: str
+    results: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def table(self) -> pd.DataFrame:
+        """One row per node dbt ran: name, kind, status, failing rows and dbt's message."""
+        rows = []
+        for result in self.results:
+            parts = result["unique_id"].split(".")
+            # test.<project>.<name>.<hash>, unit_test.<project>.<model>.<name>, model.<p>.<name>
+            kind, name = parts[0], parts[-1] if parts[0] == "unit_test" else parts[2]
+            message = (result.get("message") or "").strip()
+            rows.append(
+                {
+                    "name": name,
+                    "kind": kind,
+                    "status": result["status"],
+                    "failures": result.get("failures"),
+                    "message": message if result["status"] not in ("success", "pass") else "",
+                }
+            )
+        frame = pd.DataFrame(rows, columns=["name", "kind", "status", "failures", "message"])
+        order = {"seed": 0, "operation": 1, "model": 2, "test": 3, "unit_test": 4}
+        frame = frame.assign(_order=frame["kind"].map(order).fillna(9))
+        frame = frame.sort_values(["_order", "name"]).drop(columns="_order")
+        return frame.astype({"failures": "Int64"}).reset_index(drop=True)
+
+    def summary(self) -> str:
+        """One line: ``dbt build: 1 model success, 3 tests pass`` (or why nothing ran)."""
+        command = f"dbt {self.args[0]}" if self.args else "dbt"
+        if not self.results:
+            if self.ok:
+                return f"{command}: nothing selected, nothing ran."
+            return f"{command} failed before running anything:\n{self.error_lines()}"
+        counts = self.table().groupby(["kind", "status"]).size()
+        parts = [
+            f"{n} {kind.replace('_', ' ')}{'' if n == 1 else 's'} {status}"
+            for (kind, status), n in counts.items()
+        ]
+        return f"{command}: " + ", ".join(parts)
+
+    def error_lines(self, limit: int = 12) -> str:
+        """The lines of dbt's output that say what went wrong."""
+        lines = [line for line in self.output.splitlines() if line.strip()]
+        keep = [
+            line
+            for line in lines
+            if any(w in line for w in ("Error", "error", "FAIL", "Failure", "Compilation"))
+        ]
+        chosen = keep or lines[-limit:]
+        return "\n".join(_strip_time(line) for line in chosen[:limit])
+
+
+def _strip_time(line: str) -> str:
+    # dbt prefixes its lines with a time: "07:24:05  Done."
+    head, _, rest = line.partition("  ")
+    return rest if len(head) == 8 and head.count(":") == 2 else line
+
+
+# --- the workspace -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """An exercise's own copies: warehouse, deliveries, Meltano state, dbt target (and project),
+    Dagster home. :meth:`activate` points this process's pipeline settings at them."""
+
+    exercise: Exercise
+    root: Path
+    checkpoint: Checkpoint
+    settings: Settings
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.root / "warehouse" / "hdb_resale.duckdb"
+
+    @property
+    def deliveries_dir(self) -> Path:
+        return self.root / "deliveries"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "meltano-state"
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        """The workspace's copy of dbt_resale_flat/, or the project's own one (used read-only)
+        for exercises that do not change it."""
+        if self.exercise.copies_dbt_project:
+            return self.root / "dbt_resale_flat"
+        return DBT_PROJECT_DIR
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        return self.root / "dbt" / "target"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster_home"
+
+    def env(self) -> dict[str, str]:
+        """The variables that make the pipeline's stages and tools use this workspace."""
+        values = {
+            "HDB_WAREHOUSE_PATH": str(self.warehouse_path),
+            "HDB_RESALE_DATA_DIR": str(self.deliveries_dir),
+            "HDB_START_MONTH": str(self.settings.start_month),
+            "HDB_END_MONTH": str(self.settings.end_month),
+            "HDB_LOOKBACK_MONTHS": str(self.settings.lookback_months),
+            **tool_env(self.root),
+        }
+        if self.exercise.dagster:
+            values["DAGSTER_HOME"] = str(self.dagster_home)
+        return values
+
+    def activate(self) -> Workspace:
+        """Point this process (a notebook's kernel) at the workspace: ``stage_settings()``,
+        Meltano and dbt now read and write the workspace's copies."""
+        os.environ.update(self.env())
+        return self
+
+    def describe(self) -> str:
+        """What the workspace holds, in a few lines."""
+        rows = sum(self.checkpoint.info["raw_rows"].values())
+        project = (
+            "a copy of dbt_resale_flat/ (change it freely)"
+            if self.exercise.copies_dbt_project
+            else "dbt_resale_flat/ (read only; target/ and logs in the workspace)"
+        )
+        lines = [
+            f"Workspace of {self.exercise.label()}: {display_path(self.root)}/",
+            f"  warehouse:  {self.checkpoint.describe()} ({rows:,} rows)",
+            f"  deliveries: {len(list(self.deliveries_dir.glob('*.csv')))} files, "
+            f"Meltano state and dbt artifacts: in the workspace",
+            f"  dbt:        {project}",
+        ]
+        if self.exercise.dagster:
+            lines.append("  Dagster:    its own DAGSTER_HOME in the workspace")
+        return "\n".join(lines)
+
+    # -- helpers the exercises share --
+
+    def write_file(self, relative: str, text: str | None, *, variable: str) -> None:
+        """Write ``text`` to ``relative`` in the workspace (its dbt copy for ``dbt_resale_flat/``
+        paths); with ``text`` None, say which variable is still empty and write nothing."""
+        if text is None:
+            print(f"{variable} is still None: nothing written yet.")
+            return
+        if not isinstance(text, str):
+            raise TypeError(f"{variable} must be a string (text), not a {type(text).__name__}.")
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.strip() + "\n")
+        print(f"Wrote {relative} ({len(text.strip().splitlines())} lines).")
+
+    def run_dbt(self, args: Sequence[str], *, project_dir: Path | None = None) -> DbtRun:
+        """Run dbt on the workspace's project (or ``project_dir``), warehouse and target."""
+        project = project_dir or self.dbt_project_dir
+        target = self.dbt_target_dir if project_dir is None else project / "target"
+        marker, marker_env = run_marker()
+        env = {
+            **self.settings.child_env(),
+            **self.env(),
+            "DBT_TARGET_PATH": str(target),
+            "DBT_LOG_PATH": str(target.parent / "logs"),
+            **marker_env,
+        }
+        completed = subprocess.run(
+            [
+                dbt_executable(),
+                *args,
+                "--project-dir",
+                str(project),
+                "--profiles-dir",
+                str(project),
+            ],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        results = own_run_results(target, marker) or []
+        return DbtRun(list(args), completed.returncode, plain_output(completed), results)
+
+    def query(self, sql: str, params: Sequence | None = None) -> pd.DataFrame:
+        """A read-only query on the workspace's warehouse (closed at once)."""
+        with connect(self.warehouse_path, read_only=True) as con:
+            return con.execute(sql, list(params or [])).df()
+
+    def has_relation(self, relation: str) -> bool:
+        schema, name = relation.split(".")
+        found = self.query(
+            "select count(*) as n from information_schema.tables "
+            "where table_schema = ? and table_name = ?",
+            [schema, name],
+        )
+        return bool(found["n"].iloc[0])
+
+
+def workspace(name: str, *, activate: bool = True) -> Workspace:
+    """A fresh workspace for an exercise, restored from its checkpoint (built on first use).
+
+    Running it again starts the exercise over: the workspace is emptied and restored. With
+    ``activate`` (the default, for a notebook's kernel) the process's settings point at it.
+    """
+    chosen = exercise(name)
+    checkpoint = build_checkpoint(CHECKPOINT_STAGE, *WINDOW)
+    root = exercises_dir() / chosen.name
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    copy_warehouse(checkpoint, root / "warehouse" / "hdb_resale.duckdb")
+    copy_state(checkpoint, root / "meltano-state")
+    shutil.copytree(checkpoint.deliveries_dir, root / "deliveries")
+    (root / "dbt" / "target").mkdir(parents=True)
+    if chosen.copies_dbt_project:
+        shutil.copytree(
+            DBT_PROJECT_DIR,
+            root / "dbt_resale_flat",
+            ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml"),
+        )
+    if chosen.dagster:
+        (root / "dagster_home").mkdir()
+    settings = replace(
+        stage_settings(
+            WINDOW[0], WINDOW[1], root / "warehouse" / "hdb_resale.duckdb", root / "deliveries"
+        ),
+        lookback_months=LOOKBACK_MONTHS,
+    )
+    made = Workspace(chosen, root, checkpoint, settings)
+    return made.activate() if activate else made
+
+
+def reset_workspace(name: str) -> Workspace:
+    """``make checkpoint EXERCISE=...``: the exercise's workspace as it starts, not activated."""
+    return workspace(name, activate=False)
+
+
+# --- self-checks -------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckResult:
+    """What a self-check found: what is right, what is still missing, and a hint."""
+
+    exercise: Exercise
+    right: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.missing
+
+    def ok(self, text: str) -> None:
+        self.right.append(text)
+
+    def miss(self, text: str, hint: str | None = None) -> None:
+        self.missing.append(text)
+        if hint and hint not in self.hints:
+            self.hints.append(hint)
+
+    def __str__(self) -> str:
+        total = len(self.right) + len(self.missing)
+        if self.passed:
+            head = f"Self-check of {self.exercise.label()}: all {total} checks pass. Well done!"
+        else:
+            head = (
+                f"Self-check of {self.exercise.label()}: {len(self.right)} of {total} right, "
+                f"{len(self.missing)} still missing."
+            )
+        lines = [head]
+        if self.right:
+            lines += ["Right:", *(f"  - {text}" for text in self.right)]
+        if self.missing:
+            lines += ["Still missing:", *(f"  - {text}" for text in self.missing)]
+            if self.hints:
+                lines.append("Hint: " + self.hints[0])
+        return "\n".join(lines)
+
+    def assert_done(self) -> None:
+        """Print the result if everything is right; otherwise raise :class:`NotDoneYet`."""
+        __tracebackhide__ = True  # IPython and pytest show the message, not this frame
+        if not self.passed:
+            raise NotDoneYet(str(self))
+        print(self)
