@@ -7,8 +7,9 @@ The same variable names are used by the package, Meltano, dbt, Dagster and the n
 - ``HDB_WAREHOUSE_PATH``: the DuckDB file (default ``data/warehouse/hdb_resale.duckdb``).
 - ``HDB_START_MONTH`` / ``HDB_END_MONTH``: the window a run processes (``YYYY-MM``),
   default 2023-01 to 2023-12 so classroom numbers are reproducible.
-- ``HDB_LOOKBACK_MONTHS``: months before the newest loaded one that are re-extracted on
-  every run, because recent months keep filling up and get revised (default 1).
+- ``HDB_LOOKBACK_MONTHS``: API mode, months before the newest loaded one that are
+  re-extracted on every run, because recent months keep filling up and get revised (default
+  1). Files mode re-extracts a month only when its file's content changed.
 - ``DATA_GOV_SG_API_KEY``: optional API key, only from the environment or a git-ignored ``.env``.
 
 Relative paths are resolved against the repository root, so a notebook (which runs in

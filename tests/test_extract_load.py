@@ -88,10 +88,9 @@ def test_twelve_shared_months_load_every_row(shared_monthly: Path, tmp_path: Pat
     assert latest_delivery_counts(settings.warehouse_path) == expected
     assert months_of(read_state(settings)) == set(expected)
 
-    # Again: only the newest month and the lookback are re-extracted, as a new delivery.
+    # Again: the files are unchanged, so nothing is extracted (files mode has no lookback).
     second = run_extract_load(settings)
-    assert set(second.month_rows) == {"2023-11", "2023-12"}
-    assert second.load_id != first.load_id
+    assert second.load_id is None
     assert latest_delivery_counts(settings.warehouse_path) == expected
 
 

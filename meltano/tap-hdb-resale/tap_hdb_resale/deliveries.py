@@ -155,8 +155,12 @@ def _decode(path: Path) -> str:
         ) from None
 
 
-def _check_header(name: str, header: list[str]) -> dict[str, int]:
-    """Map each of the eleven columns to its position in the header (found by name)."""
+def _check_header(name: str, header: list[str], log: logging.Logger = logger) -> dict[str, int]:
+    """Map each of the eleven columns to its position in the header (found by name).
+
+    Columns beyond the eleven are not loaded (the raw layer has the eleven); a warning names
+    them, so a new column in data.gov.sg's export does not go unnoticed.
+    """
     if not header:
         raise DeliveryError(
             name,
@@ -186,6 +190,14 @@ def _check_header(name: str, header: list[str]) -> dict[str, int]:
                 rule="each column appears once",
                 todo=_REDOWNLOAD,
             )
+    extra = [column for column in found if column not in COLUMNS]
+    if extra:
+        log.warning(
+            "%s, line 1: column(s) %s are not among the eleven the raw layer keeps, so they "
+            "are not loaded (rule: the header names the eleven columns; others are ignored)",
+            name,
+            ", ".join(repr(column) for column in extra),
+        )
     return {column: found.index(column) for column in COLUMNS}
 
 
@@ -209,18 +221,21 @@ def _check_row(name: str, line: int, fields: list[str], header: list[str]) -> No
     )
 
 
-def read_delivery(path: Path) -> list[Row]:
+def read_delivery(path: Path, log: logging.Logger = logger) -> list[Row]:
     """Read one CSV delivery and check every row; raise :class:`DeliveryError` on any problem.
 
-    A file named for a month (``...-2023-05.csv``) must hold only that month's rows.
+    A file named for a month (``...-2023-05.csv``) must hold only that month's rows, and a
+    delivery ends with a line break: a last line without one was probably cut short (an
+    interrupted download or copy), even when its fields look complete.
     """
     name = path.name
     name_month = month_in_name(name)
-    reader = csv.reader(io.StringIO(_decode(path), newline=""))
+    text = _decode(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[Row] = []
     try:
         header = next(reader, [])
-        index = _check_header(name, header)
+        index = _check_header(name, header, log)
         last_line = reader.line_num
         for fields in reader:
             line, last_line = last_line + 1, reader.line_num
@@ -260,6 +275,16 @@ def read_delivery(path: Path) -> list[Row]:
             rule="a delivery holds at least one row",
             todo=_REDOWNLOAD,
         )
+    if not text.endswith(("\n", "\r")):
+        raise DeliveryError(
+            name,
+            rows[-1].line,
+            "the last line does not end with a line break, so the file may have been cut "
+            "short (its last value could be incomplete)",
+            rule="a delivery ends with a line break",
+            todo="Download it again with `make data`; if the file is complete, add a line "
+            "break at its end.",
+        )
     return rows
 
 
@@ -281,9 +306,11 @@ def collect_months(
 ) -> dict[str, MonthDelivery]:
     """Read and check every delivery that may hold months of ``window``; return those months.
 
-    Files named for a month outside the window are skipped unread. Rows of other files whose
-    month is outside the window are dropped (and counted in the log). A month delivered by two
-    files is an error, because the run could not tell which one is the delivery.
+    Files named for a month outside the window are skipped unread (and named in the log).
+    Rows of other files whose month is outside the window are dropped (and counted in the
+    log). A month delivered by two files is an error, because the run could not tell which one
+    is the delivery, unless both hold exactly the same rows (a second copy of one download):
+    then the first file by name is used and a warning names the copy.
     """
     wanted = set(window)
     found: dict[str, MonthDelivery] = {}
@@ -297,7 +324,7 @@ def collect_months(
             skipped_files.append(path.name)
             continue
         by_month: dict[str, list[Row]] = {}
-        for row in read_delivery(path):
+        for row in read_delivery(path, log):
             by_month.setdefault(row.month, []).append(row)
         outside = {month: rows for month, rows in by_month.items() if month not in wanted}
         if outside:
@@ -309,6 +336,19 @@ def collect_months(
             )
         for month, rows in by_month.items():
             if month in outside:
+                continue
+            if month in found and found[month].fingerprint == fingerprint(rows):
+                log.warning(
+                    "%s, line %d: delivers %s with exactly the rows of %s (%d rows), so the "
+                    "month is loaded once, from %s (rule: each month comes from exactly one "
+                    "file in a run). Remove one of the two files.",
+                    path.name,
+                    rows[0].line,
+                    month,
+                    found[month].path.name,
+                    len(rows),
+                    found[month].path.name,
+                )
                 continue
             if month in found:
                 raise DeliveryError(
@@ -322,8 +362,9 @@ def collect_months(
             found[month] = MonthDelivery(month, path.resolve(), rows, fingerprint(rows))
     if skipped_files:
         log.info(
-            "Skipped %d files named for months outside the window %s, unread",
+            "Skipped %d files named for months outside the window %s, unread: %s",
             len(skipped_files),
             f"{window[0]}..{window[-1]}" if window else "(empty)",
+            ", ".join(skipped_files[:5]) + (", ..." if len(skipped_files) > 5 else ""),
         )
     return dict(sorted(found.items()))

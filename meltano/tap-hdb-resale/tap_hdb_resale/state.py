@@ -83,9 +83,12 @@ def plan_months(
 
     ``available`` maps each month that has a delivery to its fingerprint (files mode); None
     means every month can be asked for (API mode). A month is extracted when it is new (not
-    in state, or empty last time), changed (files mode: another fingerprint) or in lookback.
+    in state, or empty last time), changed (files mode: another fingerprint) or in lookback
+    (API mode only). In files mode the fingerprint already tells whether a month's content
+    changed, so an unchanged file is never extracted again: a re-run adds no duplicate
+    delivery to raw and leaves the marts byte-identical.
     """
-    back = lookback_months(known, lookback)
+    back = lookback_months(known, lookback) if available is None else set()
     extract: dict[str, str] = {}
     unchanged: list[str] = []
     missing: list[str] = []

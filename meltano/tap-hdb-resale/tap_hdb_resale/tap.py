@@ -90,9 +90,10 @@ class TapHdbResale(Tap):
             "lookback_months",
             th.IntegerType(minimum=0),
             default=DEFAULT_LOOKBACK_MONTHS,
-            description="Every run re-extracts the newest month already loaded and this many "
-            "months before it, because data.gov.sg keeps filling and revising recent months. "
-            "0 turns this off.",
+            description="API mode: every run re-extracts the newest month already loaded and "
+            "this many months before it, because data.gov.sg keeps filling and revising recent "
+            "months. 0 turns this off. Files mode compares each file's fingerprint instead, so "
+            "only changed files are extracted again.",
         ),
         th.Property(
             "api_url",
@@ -162,7 +163,7 @@ class TapHdbResale(Tap):
         """Sync, then make sure the output ends with a STATE message.
 
         The SDK leaves out a STATE equal to the last one it wrote, and it writes the incoming
-        state when a run starts. A run that re-extracts unchanged months (the lookback) would
+        state when a run starts. A run that re-extracts unchanged months (API mode's lookback) would
         then end on a RECORD, and our loader rightly refuses to commit a stream that does not
         end with the tap's closing STATE.
         """

@@ -76,6 +76,50 @@ def test_file_named_for_a_month_outside_the_window_is_not_read(tmp_path: Path) -
     assert run.month_counts() == {"2023-01": 1}
 
 
+def test_extra_columns_are_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [{**sale("2023-03", i), "remarks": "x"} for i in range(2)]
+    write_csv(tmp_path / "resale-flat-prices-2023-03.csv", rows, columns=[*COLUMNS, "remarks"])
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(files_config(tmp_path))
+    assert run.month_counts() == {"2023-03": 2}
+    assert "resale-flat-prices-2023-03.csv, line 1: column(s) 'remarks' are not among" in (
+        caplog.text
+    )
+
+
+def test_files_outside_the_window_are_named_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_csv(tmp_path / "resale-flat-prices-2023-01.csv", [sale("2023-01", 1)])
+    write_csv(tmp_path / "resale-flat-prices-2024-07.csv", [sale("2024-07", 1)])
+    with caplog.at_level(logging.INFO):
+        run_tap(files_config(tmp_path))
+    assert (
+        "Skipped 1 files named for months outside the window 2023-01..2023-12, unread: "
+        "resale-flat-prices-2024-07.csv" in caplog.text
+    )
+
+
+def test_a_second_identical_copy_of_a_month_is_not_loaded_twice(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [sale("2023-02", i) for i in range(3)]
+    write_csv(tmp_path / "resale-flat-prices-2023-02.csv", rows)
+    write_csv(tmp_path / "resale-flat-prices-2023-02 (1).csv", rows, bom=True, newline="\r\n")
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(files_config(tmp_path))
+    assert run.month_counts() == {"2023-02": 3}
+    assert {r["_source"] for r in run.records} == {
+        str((tmp_path / "resale-flat-prices-2023-02 (1).csv").resolve())
+    }  # the first by name; the two files hold the same rows
+    assert (
+        "resale-flat-prices-2023-02.csv, line 2: delivers 2023-02 with exactly the rows of "
+        "resale-flat-prices-2023-02 (1).csv (3 rows), so the month is loaded once" in caplog.text
+    )
+
+
 def test_one_month_in_two_files_is_refused(tmp_path: Path) -> None:
     write_csv(tmp_path / "a-export.csv", [sale("2023-01", 1), sale("2023-02", 2)])
     write_csv(tmp_path / "resale-flat-prices-2023-02.csv", [sale("2023-02", 3)])
@@ -113,6 +157,11 @@ BAD_INPUTS = {
         f"{HEADER}\n{GOOD}\n{GOOD}\n{GOOD[:40]}".encode(),
         "line 4, column storey_range: the row has 5 fields, the header 11: it ends early "
         "(rule: every row has as many fields as the header)",
+    ),
+    "cut inside the last value": (
+        f"{HEADER}\n{GOOD}\n{GOOD[:-2]}".encode(),
+        "line 3: the last line does not end with a line break, so the file may have been cut "
+        "short (its last value could be incomplete) (rule: a delivery ends with a line break)",
     ),
     "too many fields": (
         f"{HEADER}\n{GOOD},extra\n".encode(),

@@ -85,9 +85,16 @@ def config(folder: Path, lookback: int = 1) -> dict:
     }
 
 
-def test_runs_extract_new_then_lookback_then_changed(
-    folder: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_plan_files_mode_has_no_lookback() -> None:
+    """A file's fingerprint says whether its month changed: unchanged files are not re-read
+    into raw, whatever the lookback (which is for the API, where only a download can tell)."""
+    available = dict.fromkeys(WINDOW, "f")
+    plan = plan_months(WINDOW, known(*WINDOW), 1, available)
+    assert plan.extract == {}
+    assert plan.unchanged == WINDOW
+
+
+def test_runs_extract_new_then_changed_only(folder: Path, caplog: pytest.LogCaptureFixture) -> None:
     first = run_tap(config(folder))
     assert first.month_counts() == {"2023-01": 3, "2023-02": 2, "2023-03": 4, "2023-04": 1}
     assert {m: e["rows"] for m, e in first.months.items()} == first.month_counts()
@@ -95,21 +102,18 @@ def test_runs_extract_new_then_lookback_then_changed(
 
     with caplog.at_level(logging.INFO):
         second = run_tap(config(folder), first.state)
-    assert second.month_counts() == {"2023-03": 4, "2023-04": 1}
+    assert second.records == []
     assert second.months == first.months
-    # Unchanged, yet the run must still close with a STATE after its last record: the loader
-    # commits only then.
     assert second.types[-1] == "STATE"
-    assert second.types.index("RECORD") < len(second.types) - 1
     assert (
-        "Months to extract: new: none; changed: none; lookback: 2023-03..2023-04. "
-        "Skipped as unchanged: 2023-01..2023-02." in caplog.text
+        "Months to extract: new: none; changed: none; lookback: none. "
+        "Skipped as unchanged: 2023-01..2023-04." in caplog.text
     )
 
-    # 2023-01 is delivered again with a revised row: only it (and the lookback) come again.
+    # 2023-01 is delivered again with a revised row: only it comes again.
     write_csv(folder / "resale-flat-prices-2023-01.csv", [sale("2023-01", i) for i in (0, 1, 7)])
     third = run_tap(config(folder), second.state)
-    assert third.month_counts() == {"2023-01": 3, "2023-03": 4, "2023-04": 1}
+    assert third.month_counts() == {"2023-01": 3}
     assert third.months["2023-01"]["fingerprint"] != first.months["2023-01"]["fingerprint"]
     assert third.months["2023-02"] == first.months["2023-02"]
 
