@@ -675,6 +675,26 @@ def _sample(failures: pd.DataFrame, size: int = SAMPLE_SIZE) -> str:
     return json.dumps(items, ensure_ascii=False)
 
 
+def _first_quarantined(failures: pd.DataFrame, load_id: str, month: str, size: int = 2) -> str:
+    """`` (first: file line N, column: detail, rule R; ...)`` for a partition's quarantined
+    rows, so a blocked month names the file, rows and rules to look at."""
+    mine = failures[
+        (failures["severity"] == "quarantine")
+        & (failures["_load_id"] == load_id)
+        & (failures["month"] == month)
+    ]
+    if mine.empty:
+        return ""
+    mine = mine.assign(file=mine["_source"].map(_basename)).sort_values(
+        ["file", "_source_row"], kind="stable"
+    )
+    shown = [
+        f"{_where(f['_source'], f['_source_row'])}: {f['detail']}, rule {f['rule']}"
+        for f in mine.head(size).to_dict("records")
+    ]
+    return f" (first: {'; '.join(shown)}{'; ...' if len(mine) > size else ''})"
+
+
 def _status(severity: str, failing: int) -> str:
     if severity == "info":
         return "info"
@@ -731,7 +751,8 @@ def _summarise(
             THRESHOLD_RULE,
             None,
             f"month {p['month']}: {p['quarantined_rows']:,} of {p['rows']:,} rows "
-            f"({p['quarantined_fraction']:.1%}) failed row-level rules, more than "
+            f"({p['quarantined_fraction']:.1%}) failed row-level rules"
+            f"{_first_quarantined(failures, p['_load_id'], p['month'])}, more than "
             f"max_quarantine_fraction {max_fraction:.1%}",
         )
         for p in over.to_dict("records")

@@ -249,6 +249,11 @@ def test_two_percent_impossible_prices_block_at_a_one_percent_threshold():
     with pytest.raises(ValidationBlocked) as raised:
         raise_if_blocked(report)
     assert "month 2023-05: 10 of 500 rows (2.0%) failed row-level rules" in str(raised.value)
+    # ...naming the file, the first rows, the column and the rule to look at.
+    assert (
+        "(first: resale-flat-prices-2023-05.csv line 2: resale_price '1' is below 50,000, "
+        "rule resale_price_plausible; resale-flat-prices-2023-05.csv line 3:" in str(raised.value)
+    )
     assert "max_quarantine_fraction 1.0% (rule quarantine_threshold, blocking)" in str(raised.value)
     assert "raise max_quarantine_fraction" in str(raised.value)
 
