@@ -3,8 +3,11 @@
 Files are written in data.gov.sg's export format (the same header and column order), so the
 tap reads them like any other delivery. Each file is written to a temporary name and renamed
 when complete, so an interrupted download never leaves half a month behind. ``manifest.json``
-beside the files records each month's row count and SHA-256, and months that the workbook's
-classroom numbers rely on are compared with ``data/reference_counts.csv``.
+beside the files records each month's row count and SHA-256 (rewritten, atomically, after
+each month, so it always describes the files present), and months that the workbook's
+classroom numbers rely on are compared with ``data/reference_counts.csv``. A month that
+data.gov.sg returns empty never replaces an earlier download of it: that file and its
+manifest entry stay, with a warning.
 """
 
 from __future__ import annotations
@@ -50,12 +53,16 @@ def write_month(client: DataGovSgClient, month: str, dest: Path) -> DownloadedMo
     final = dest / delivery_name(month)
     partial = final.with_suffix(".csv.partial")
     rows = 0
-    with partial.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(SOURCE_COLUMNS)
-        for record in client.iter_month(month):
-            writer.writerow([record.get(column, "") for column in SOURCE_COLUMNS])
-            rows += 1
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(SOURCE_COLUMNS)
+            for record in client.iter_month(month):
+                writer.writerow([record.get(column, "") for column in SOURCE_COLUMNS])
+                rows += 1
+    except BaseException:
+        partial.unlink(missing_ok=True)  # nothing half-written stays behind
+        raise
     if rows == 0:
         partial.unlink()
         return DownloadedMonth(month, 0, None, None)
@@ -79,16 +86,17 @@ def check_against_reference(months: list[DownloadedMonth]) -> list[str]:
     return warnings
 
 
+def write_manifest(path: Path, manifest: dict) -> None:
+    """Write ``manifest.json`` atomically: a reader never sees half of it."""
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(partial, path)
+
+
 def download_months(settings: Settings, dest: Path | str | None = None) -> list[DownloadedMonth]:
     """Download every month of the settings' window into ``dest`` (default ``data/raw/``)."""
     folder = Path(dest) if dest else DEFAULT_DELIVERY_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    results: list[DownloadedMonth] = []
-    with DataGovSgClient(api_url=settings.api_url, api_key=settings.api_key) as client:
-        for month in settings.months:
-            item = write_month(client, str(month), folder)
-            results.append(item)
-            print(f"{item.month}: {item.rows:>6,} rows  {item.file or '(no rows published)'}")
     manifest_path = folder / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest.update(
@@ -100,10 +108,25 @@ def download_months(settings: Settings, dest: Path | str | None = None) -> list[
     )
     months = manifest.setdefault("months", {})
     downloaded_at = datetime.now(UTC).isoformat(timespec="seconds")
-    for item in results:
-        months[item.month] = {**asdict(item), "downloaded_at": downloaded_at}
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    for warning in check_against_reference(results):
+    results: list[DownloadedMonth] = []
+    warnings: list[str] = []
+    with DataGovSgClient(api_url=settings.api_url, api_key=settings.api_key) as client:
+        for month in settings.months:
+            item = write_month(client, str(month), folder)
+            earlier = folder / delivery_name(item.month)
+            if item.rows == 0 and earlier.exists():
+                warnings.append(
+                    f"{item.month}: data.gov.sg returned no rows, so the earlier download "
+                    f"{earlier.name} is kept as it was; check the month again later."
+                )
+                print(f"{item.month}: {0:>6,} rows  (kept the earlier {earlier.name})")
+                continue
+            results.append(item)
+            months[item.month] = {**asdict(item), "downloaded_at": downloaded_at}
+            write_manifest(manifest_path, manifest)
+            print(f"{item.month}: {item.rows:>6,} rows  {item.file or '(no rows published)'}")
+    write_manifest(manifest_path, manifest)
+    for warning in warnings + check_against_reference(results):
         print(f"warning: {warning}")
     total = sum(item.rows for item in results)
     print(f"Downloaded {total:,} rows in {len(results)} month(s) into {display_path(folder)}.")
