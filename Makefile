@@ -6,7 +6,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The project's own Dagster instance (run history, schedules, the run queue's limit), shared by
+# make dev and make run; dagster_orchestration/dagster.yaml is copied into it.
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+DAGSTER_PORT ?= 3000
 export DAGSTER_HOME
 # Python start-up dominates short runs (dbt, Meltano, kernels): let it cache bytecode even where
 # the environment turns that off.
@@ -20,7 +23,7 @@ help: ## List the commands
 
 setup: $(STAMP) ## Create .venv, install the pinned dependencies and Meltano's plugins (idempotent)
 
-$(STAMP): pyproject.toml requirements.lock meltano/meltano.yml meltano/tap-hdb-resale/pyproject.toml meltano/target-hdb-duckdb/pyproject.toml
+$(STAMP): pyproject.toml requirements.lock dagster_orchestration/__init__.py meltano/meltano.yml meltano/tap-hdb-resale/pyproject.toml meltano/target-hdb-duckdb/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed: set PYTHON=python3.11 (or newer) and run make setup again.")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv==0.13.9
@@ -30,7 +33,7 @@ $(STAMP): pyproject.toml requirements.lock meltano/meltano.yml meltano/tap-hdb-r
 	@touch $(STAMP)
 	@echo "Setup complete. Next: make run"
 
-run: setup ## Run the pipeline for the configured window, headless
+run: setup ## Run the pipeline for the configured window through Dagster, headless
 	$(BIN)/python -m hdb_elt run
 
 extract-load: setup ## Run only the extract-load stage
@@ -49,10 +52,9 @@ test: setup ## Run every test (the command CI runs), then check the notebooks' o
 test-fast: setup ## Run the tests not marked slow
 	$(BIN)/pytest -m "not slow"
 
-dev: setup ## Start the Dagster UI on http://127.0.0.1:3000
-	@test -f dagster_orchestration/definitions.py || { echo "The Dagster code location (dagster_orchestration/) is not built yet: use make run."; exit 1; }
-	@mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+dev: setup ## Start the Dagster UI on http://127.0.0.1:3000 (DAGSTER_PORT to change it)
+	@$(BIN)/python -m dagster_orchestration.home >/dev/null
+	$(BIN)/dagster dev -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 notebooks: setup ## Re-execute the stage notebooks on the reference data and save their outputs
 	$(BIN)/python -c "from hdb_elt.notebooks import refresh_committed; refresh_committed()"

@@ -1,8 +1,12 @@
-"""The headless pipeline behind ``make run``: the five stage notebooks, in order, via papermill.
+"""The headless pipeline behind ``make run``: the five stage notebooks, through Dagster.
 
-Each notebook runs with the window injected into its ``parameters`` cell; the executed copies
-are kept in ``data/runs/<time>/`` as the record of the run. The first failing stage stops the
-run, and its own error (a named file, line and rule; a named dbt test) is what gets printed.
+The window runs as Dagster's job over its monthly partitions, in this process, recorded in
+the project's Dagster instance (``.dagster_home/``), so ``make dev`` shows the run, its checks
+and its executed notebooks afterwards (see ``dagster_orchestration/run.py``). The first failing
+stage stops the run, and its own error (a named file, line and rule; a named dbt test) is what
+gets printed, with the executed notebook where it stopped.
+
+``hdb_elt.notebooks.run_stages`` still runs the notebooks with papermill alone, without Dagster.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import time
 
 from hdb_elt.extract_load import latest_delivery_counts
-from hdb_elt.notebooks import StageFailed, iter_stages, new_run_dir
 from hdb_elt.settings import Settings, display_path
 from hdb_elt.warehouse import connect
 
@@ -25,18 +28,21 @@ def mart_counts(settings: Settings) -> tuple[int, int]:
         ).fetchone()
 
 
-def run_pipeline(settings: Settings) -> int:
-    """Run every stage for the window and print a summary; returns an exit code."""
+def run_pipeline(settings: Settings, *, per_month: bool = False) -> int:
+    """Run every stage for the window through Dagster and print a summary; returns an exit
+    code. ``per_month`` starts one run per month (as a backfill does) instead of one run."""
+    from dagster_orchestration.home import prepare_home
+    from dagster_orchestration.run import describe, run_windows
+
     started = time.perf_counter()
-    run_dir = new_run_dir()
     print(f"Pipeline: {settings.describe()}")
-    print(f"Executed notebooks go to {display_path(run_dir)}/")
-    try:
-        for stage in iter_stages(settings, run_dir):
-            print(f"  {stage.stage:<16} done in {stage.seconds:5.1f} s")
-    except StageFailed as failure:
-        print(f"  {failure.stage:<16} FAILED")
-        print(f"\n{failure}")
+    print(f"Dagster instance: {display_path(prepare_home())}/ (see the runs with make dev)\n")
+    failed = 0
+    for outcome in run_windows(settings, per_month=per_month):
+        describe(outcome)
+        failed += not outcome.success
+    if failed:
+        print(f"\n{failed} run(s) failed.")
         return 1
     counts = {
         month: rows

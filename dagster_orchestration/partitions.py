@@ -1,0 +1,48 @@
+"""Monthly partitions, one per registration month, from the dataset's first month to now."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from dagster import MonthlyPartitionsDefinition
+
+from dagster_orchestration.constants import FIRST_MONTH, TIMEZONE
+from hdb_elt.months import Month, MonthError
+
+# Keys are the project's months ("2023-07"). end_offset=1 adds the current month, which
+# data.gov.sg keeps filling: Dagster's default stops at the last complete one.
+monthly_partitions = MonthlyPartitionsDefinition(
+    start_date=FIRST_MONTH, fmt="%Y-%m", timezone=TIMEZONE, end_offset=1
+)
+
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def run_months(tags: Mapping[str, str]) -> tuple[str, str]:
+    """The window (first and last month) of a run, from its partition tag or partition range.
+
+    This is how the partition reaches a notebook: dagstermill's context has no partition key,
+    but the run's tags do, and the months are handed to the notebook as its parameters.
+    """
+    if PARTITION_TAG in tags:
+        return tags[PARTITION_TAG], tags[PARTITION_TAG]
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        return tags[RANGE_START_TAG], tags[RANGE_END_TAG]
+    raise ValueError(
+        "This run has no partition: pick a month (or a range of months) to materialize, "
+        "for example 2023-07."
+    )
+
+
+def is_partition(month: str, today: date | None = None) -> bool:
+    """Whether ``month`` (``YYYY-MM``) is a partition: the dataset's first month to this one."""
+    try:
+        parsed = Month.parse(month)
+    except MonthError:
+        return False
+    today = today or datetime.now(ZoneInfo(TIMEZONE)).date()
+    return Month.parse(FIRST_MONTH) <= parsed <= Month.of(today)

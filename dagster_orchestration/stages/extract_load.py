@@ -1,0 +1,44 @@
+"""Stage 1: extract-load (Meltano), deliveries into the raw layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import MetadataValue
+
+from dagster_orchestration.metadata import markdown_table
+from dagster_orchestration.notebooks import stage_asset
+from hdb_elt.extract_load import source_name
+from hdb_elt.settings import Settings
+from hdb_elt.warehouse import RAW_TABLE, query_df
+
+
+def latest_deliveries(settings: Settings):
+    """Per month of the window: the latest delivery's load id, file, rows and load time."""
+    frame = query_df(
+        settings.warehouse_path,
+        f"""with latest as (
+                select * from {RAW_TABLE} where month between ? and ?
+                qualify _loaded_at = max(_loaded_at) over (partition by month)
+            )
+            select month, _load_id as load_id, min(_source) as source, count(*) as rows,
+                min(_loaded_at) as loaded_at
+            from latest group by month, _load_id order by month""",
+        [str(settings.start_month), str(settings.end_month)],
+    )
+    frame["source"] = frame["source"].map(source_name)
+    return frame
+
+
+def metadata(settings: Settings) -> dict[str, Any]:
+    latest = latest_deliveries(settings)
+    load_ids = sorted(set(latest["load_id"]))
+    return {
+        "rows": MetadataValue.int(int(latest["rows"].sum())),
+        "months with deliveries": MetadataValue.int(len(latest)),
+        "load id": MetadataValue.text(", ".join(load_ids) or "-"),
+        "latest deliveries": markdown_table(latest),
+    }
+
+
+extract_load = stage_asset("01_extract_load", kinds={"meltano", "duckdb"}, metadata=metadata)

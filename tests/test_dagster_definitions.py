@@ -1,0 +1,335 @@
+"""The Dagster code location without running a notebook: the graph, partitions, parameters,
+records, the schedule, the sensor, the instance settings and the checks' readers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import warnings
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import nbformat
+import pytest
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    Definitions,
+    MonthlyPartitionsDefinition,
+    SensorResult,
+    build_schedule_context,
+    build_sensor_context,
+)
+
+from dagster_orchestration import notebooks, records
+from dagster_orchestration.constants import DAGSTER_YAML, GROUP, JOB_NAME, SCHEDULE_CRON
+from dagster_orchestration.definitions import defs
+from dagster_orchestration.home import prepare_home
+from dagster_orchestration.partitions import is_partition, monthly_partitions, run_months
+from dagster_orchestration.resources import HdbSettings
+from dagster_orchestration.run import partition_tags, windows
+from dagster_orchestration.schedules import monthly_refresh, scheduled_months
+from dagster_orchestration.sensors import new_deliveries
+from dagster_orchestration.stages.test import NoTestResults, window_test_results
+from hdb_elt.notebooks import STAGES, stage_path
+from hdb_elt.settings import REPO_ROOT, SettingsError, stage_settings
+
+STAGE_KEYS = ["extract_load", "validate", "transform", "test", "report"]
+SGT = ZoneInfo("Asia/Singapore")
+HEADER = (
+    "month,town,flat_type,block,street_name,storey_range,floor_area_sqm,flat_model,"
+    "lease_commence_date,remaining_lease,resale_price"
+)
+
+
+def test_the_definitions_load_and_validate() -> None:
+    Definitions.validate_loadable(defs)
+    assert defs.resolve_job_def(JOB_NAME).executor_def.name == "in_process"
+
+
+def test_plain_dagster_finds_the_code_location_through_pyproject() -> None:
+    """`dagster dev` with no -m reads [tool.dagster] in pyproject.toml; so does this command."""
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "hdb_elt_workbook" in completed.stdout + completed.stderr
+
+
+def test_the_asset_graph_is_the_five_stages_in_order_partitioned_monthly() -> None:
+    graph = defs.resolve_asset_graph()
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == set(STAGE_KEYS)
+    for before, after in itertools.pairwise(STAGE_KEYS):
+        assert graph.get(AssetKey(after)).parent_keys == {AssetKey(before)}
+    assert graph.get(AssetKey("extract_load")).parent_keys == set()
+    for key, stage in zip(STAGE_KEYS, STAGES, strict=True):
+        node = graph.get(AssetKey(key))
+        assert node.group_name == GROUP
+        assert isinstance(node.partitions_def, MonthlyPartitionsDefinition)
+        assert "jupyter" in node.kinds and node.owners
+        assert node.description.startswith(stage.split("_")[0].lstrip("0") + " · ")
+    for stage in STAGES:  # the very notebooks learners open, no copies
+        assets_def = defs.resolve_assets_def(notebooks.asset_name(stage))
+        assert assets_def.op.tags["notebook_path"] == str(stage_path(stage))
+
+
+def test_the_checks_block_what_comes_after_them() -> None:
+    specs = {
+        (spec.asset_key.to_user_string(), spec.name): spec.blocking
+        for checks in defs.asset_checks
+        for spec in checks.check_specs
+    }
+    assert specs == {
+        ("validate", "blocking_rules_pass"): True,
+        ("validate", "row_level_rules"): False,
+        ("transform", "fact_reconciles_with_raw"): True,
+        ("transform", "transaction_ids_unique"): True,
+        ("test", "dbt_data_tests"): True,
+        ("test", "dbt_unit_tests"): True,
+    }
+
+
+def test_monthly_partitions_run_from_the_datasets_first_month_to_this_one() -> None:
+    keys = monthly_partitions.get_partition_keys()
+    this_month = datetime.now(SGT).strftime("%Y-%m")
+    assert keys[0] == "2017-01" and keys[-1] == this_month
+    assert "2023-07" in keys and len(keys) == len(set(keys))
+    assert is_partition("2017-01") and not is_partition("2016-12")
+    assert is_partition("2024-02", today=date(2024, 2, 1))
+    assert not is_partition("2024-03", today=date(2024, 2, 29))
+    assert not is_partition("2023-13")
+
+
+def test_a_run_gets_its_months_from_its_partition_tags() -> None:
+    assert run_months(partition_tags("2023-07", "2023-07")) == ("2023-07", "2023-07")
+    assert run_months(partition_tags("2023-01", "2023-12")) == ("2023-01", "2023-12")
+    with pytest.raises(ValueError, match="no partition"):
+        run_months({})
+
+
+def test_make_run_refuses_months_that_are_not_partitions() -> None:
+    settings = stage_settings("2016-11", "2017-02", "/tmp/w.duckdb", None)
+    with pytest.raises(SettingsError, match="2016-11, 2016-12: not a monthly partition"):
+        windows(settings, per_month=False)
+    settings = stage_settings("2023-01", "2023-03", "/tmp/w.duckdb", None)
+    assert windows(settings, per_month=False) == [("2023-01", "2023-03")]
+    assert windows(settings, per_month=True)[1] == ("2023-02", "2023-02")
+
+
+def test_the_notebook_keeps_its_parameters_cell_and_gets_the_runs_values_after_it() -> None:
+    values = {"start_month": "2023-07", "end_month": "2023-07", "max_quarantine_fraction": 0.05}
+    source = stage_path("02_validate")
+    prepared = notebooks.with_parameters(source, values, "run abcd1234, 2023-07")
+    original = nbformat.read(source, as_version=4)
+    tags = [cell.metadata.get("tags", []) for cell in prepared.cells]
+    first = tags.index(["parameters"])
+    # dagstermill replaces the first cell tagged "parameters" (the empty placeholder) with the
+    # cell that rebuilds its context; the notebook's own defaults and then ours follow.
+    assert prepared.cells[first].source == ""
+    assert prepared.cells[first + 1].source == next(
+        c.source for c in original.cells if "parameters" in c.metadata.get("tags", [])
+    )
+    assert tags[first + 2] == [notebooks.VALUES_TAG]
+    assert "start_month = '2023-07'" in prepared.cells[first + 2].source
+    assert "max_quarantine_fraction = 0.05" in prepared.cells[first + 2].source
+    assert len(prepared.cells) == len(original.cells) + 2
+    code = "\n".join(c.source for c in prepared.cells[first + 1 : first + 3])
+    namespace: dict = {}
+    exec(code, namespace)  # the values win over the defaults
+    assert namespace["start_month"] == "2023-07" and namespace["max_quarantine_fraction"] == 0.05
+
+
+def test_the_settings_resource_hands_the_notebook_the_environments_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "in").mkdir()
+    monkeypatch.setenv("HDB_WAREHOUSE_PATH", str(tmp_path / "w.duckdb"))
+    monkeypatch.setenv("HDB_RESALE_DATA_DIR", str(tmp_path / "in"))
+    parameters = HdbSettings().notebook_parameters("2023-02", "2023-03")
+    assert parameters == {
+        "start_month": "2023-02",
+        "end_month": "2023-03",
+        "warehouse_path": str(tmp_path / "w.duckdb"),
+        "data_dir": str(tmp_path / "in"),
+    }
+    elsewhere = HdbSettings(warehouse_path=str(tmp_path / "other.duckdb"))
+    assert elsewhere.notebook_parameters("2023-02", "2023-02")["warehouse_path"].endswith(
+        "other.duckdb"
+    )
+    assert HdbSettings().delivery_dir() == tmp_path / "in"
+
+
+def test_a_kept_notebook_has_its_html_and_links_for_the_ui(tmp_path: Path) -> None:
+    content = nbformat.writes(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Hi")])
+    )
+    folder = tmp_path / "2023-07" / "20240101T000000Z-abcd1234"
+    notebook, html = records.keep_notebook(content.encode(), folder, "02_validate")
+    assert notebook == folder / "02_validate.ipynb" and notebook.read_text() == content
+    assert html == folder / "02_validate.html" and 'id="Hi">Hi' in html.read_text()
+    metadata = records.record_metadata(notebook, html)
+    assert metadata["Executed notebook"].value == str(notebook)
+    assert records.window_label("2023-01", "2023-12") == "2023-01..2023-12"
+
+
+def test_the_schedule_reruns_the_previous_and_the_current_month() -> None:
+    assert SCHEDULE_CRON == "0 6 28 * *"
+    tick = datetime(2024, 3, 28, 6, 0, tzinfo=SGT)
+    requests = list(monthly_refresh(build_schedule_context(scheduled_execution_time=tick)))
+    assert [r.partition_key for r in requests] == ["2024-02", "2024-03"]
+    assert [r.run_key for r in requests] == ["2024-02@2024-03-28", "2024-03@2024-03-28"]
+    assert scheduled_months(date(2024, 1, 28)) == ["2023-12", "2024-01"]
+
+
+def write_delivery(folder: Path, name: str, rows: list[tuple[str, str]]) -> Path:
+    """A small delivery: one line per (month, price)."""
+    lines = [HEADER] + [
+        f"{month},ANG MO KIO,3 ROOM,101,ANG MO KIO AVE 3,04 TO 06,67,New Generation,1978,"
+        f"54 years 02 months,{price}"
+        for month, price in rows
+    ]
+    path = folder / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def tick(folder: Path, cursor: str | None) -> SensorResult:
+    context = build_sensor_context(
+        cursor=cursor, resources={"settings": HdbSettings(data_dir=str(folder))}
+    )
+    result = new_deliveries(context)
+    assert isinstance(result, SensorResult)
+    return result
+
+
+def test_the_sensor_starts_one_run_per_new_month_and_none_for_an_unchanged_file(
+    tmp_path: Path,
+) -> None:
+    write_delivery(tmp_path, "resale-2023-01.csv", [("2023-01", "400000")] * 3)
+    write_delivery(tmp_path, "resale-2023-02.csv", [("2023-02", "410000")])
+    first = tick(tmp_path, None)
+    assert sorted(r.partition_key for r in first.run_requests) == ["2023-01", "2023-02"]
+    seen = json.loads(first.cursor)  # the cursor says what the sensor saw
+    assert set(seen) == {"resale-2023-01.csv", "resale-2023-02.csv"}
+    assert all(len(entry["sha256"]) == 64 for entry in seen.values())
+
+    again = tick(tmp_path, first.cursor)
+    assert (
+        again.run_requests == [] and "No new or changed delivery" in again.skip_reason.skip_message
+    )
+
+    path = write_delivery(tmp_path, "resale-2023-02.csv", [("2023-02", "420000")])
+    changed = tick(tmp_path, again.cursor)
+    assert [r.partition_key for r in changed.run_requests] == ["2023-02"]
+    (key,) = [r.run_key for r in changed.run_requests]
+    assert key != next(r.run_key for r in first.run_requests if r.partition_key == "2023-02")
+    assert json.loads(changed.cursor)["resale-2023-02.csv"]["sha256"][:16] in key
+
+    path.touch()  # a new modification time, the same content: no run
+    assert tick(tmp_path, changed.cursor).run_requests == []
+
+
+def test_the_sensor_starts_a_run_for_each_month_a_file_holds_and_skips_non_partitions(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        ("2023-05", "1"),
+        ("2023-06", "2"),
+        ("2023-06", "3"),
+        ("2016-12", "4"),
+        ("2023-13", "5"),
+    ]
+    write_delivery(tmp_path, "several.csv", rows)
+    result = tick(tmp_path, None)
+    assert sorted(r.partition_key for r in result.run_requests) == ["2023-05", "2023-06"]
+    assert all("several.csv" in r.run_key for r in result.run_requests)
+
+
+def test_the_sensor_skips_when_the_pipeline_reads_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(HdbSettings, "delivery_dir", lambda self: None)
+    context = build_sensor_context(resources={"settings": HdbSettings()})
+    assert "data.gov.sg API" in new_deliveries(context).skip_message
+
+
+def test_the_instance_runs_one_warehouse_writer_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = prepare_home(tmp_path / "home")
+    assert (home / "dagster.yaml").read_bytes() == DAGSTER_YAML.read_bytes()
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
+
+
+def test_a_dagster_home_of_your_own_keeps_its_settings(tmp_path: Path) -> None:
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepare_home(tmp_path)
+    assert (tmp_path / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+    assert "not this project's dagster.yaml" in str(caught[0].message)
+
+
+def dbt_artifacts(target: Path, which: str, window: tuple[str, str], status: str) -> None:
+    """A minimal run_results.json and manifest.json with one data test and one unit test."""
+    target.mkdir(parents=True, exist_ok=True)
+    nodes = {
+        "test.p.unique_fct_id": {
+            "name": "unique_fct_id",
+            "test_metadata": {"name": "unique"},
+            "config": {"severity": "ERROR"},
+            "attached_node": "model.p.fct",
+            "column_name": "transaction_id",
+            "depends_on": {"nodes": ["model.p.fct"]},
+        },
+        "model.p.fct": {"name": "fct_resale_transactions"},
+    }
+    manifest = {
+        "nodes": nodes,
+        "unit_tests": {"unit_test.p.fct.lease": {"name": "lease", "model": "fct"}},
+        "sources": {},
+    }
+    results = {
+        "metadata": {"generated_at": "2024-01-01T00:00:00Z"},
+        "args": {"which": which, "vars": {"start_month": window[0], "end_month": window[1]}},
+        "results": [
+            {"unique_id": "test.p.unique_fct_id", "status": status, "failures": 2},
+            {"unique_id": "unit_test.p.fct.lease", "status": "pass", "failures": 0},
+        ],
+    }
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    (target / "run_results.json").write_text(json.dumps(results))
+
+
+def test_the_test_checks_read_only_the_dbt_tests_of_their_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster_orchestration.stages.test import dbt_tests
+
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+    window = stage_settings("2023-07", "2023-07", tmp_path / "w.duckdb", None)
+    with pytest.raises(NoTestResults, match="no results yet"):
+        window_test_results(window)
+
+    dbt_artifacts(tmp_path / "target", "test", ("2023-07", "2023-07"), "fail")
+    tests = window_test_results(window)
+    assert list(tests["status"]) == ["fail", "pass"]
+    assert not dbt_tests(window, "data").passed  # an error-severity test failed
+    assert dbt_tests(window, "unit").passed
+    stale = datetime(2024, 1, 2, tzinfo=SGT).timestamp()
+    assert "older than this run" in str(dbt_tests(window, "unit", stale).metadata["why"].value)
+
+    dbt_artifacts(tmp_path / "target", "build", ("2023-07", "2023-07"), "pass")
+    with pytest.raises(NoTestResults, match=r"`dbt build` of 2023-07\.\.2023-07"):
+        window_test_results(window)
+    dbt_artifacts(tmp_path / "target", "test", ("2023-01", "2023-12"), "pass")
+    assert not dbt_tests(window, "unit").passed  # another window's tests prove nothing
