@@ -16,9 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hdb_elt.checkpoints import CHECKPOINTS_ENV, tool_environment
-from hdb_elt.exercises.workspace import EXERCISES, EXERCISES_ENV, exercise
+from hdb_elt.exercises.workspace import (
+    DEFAULT_EXERCISES_DIR,
+    EXERCISES,
+    EXERCISES_ENV,
+    exercise,
+)
 from hdb_elt.notebooks import KERNEL, reference_environment
-from hdb_elt.settings import NOTEBOOKS_DIR
+from hdb_elt.settings import NOTEBOOKS_DIR, display_path
 
 EXERCISE_NOTEBOOKS_DIR = NOTEBOOKS_DIR / "exercises"
 SOLUTIONS_DIR = EXERCISE_NOTEBOOKS_DIR / "solutions"
@@ -51,7 +56,7 @@ def refresh_solutions(names: Sequence[str] | None = None, timeout: int = 900) ->
     from nbclient import NotebookClient
 
     chosen = [exercise(n).name for n in names] if names else list(EXERCISES)
-    with reference_environment(), scratch_exercises():
+    with reference_environment(), scratch_exercises() as scratch:
         for name in chosen:
             path = solution_path(name)
             notebook = nbformat.read(path, as_version=4)
@@ -62,5 +67,15 @@ def refresh_solutions(names: Sequence[str] | None = None, timeout: int = 900) ->
                 kernel_name=KERNEL,
                 resources={"metadata": {"path": str(SOLUTIONS_DIR)}},
             ).execute()
+            _as_a_learner_sees_it(notebook, scratch / "exercises")
             nbformat.write(notebook, path)
             print(f"{path.name}: executed in {time.perf_counter() - started:.1f} s and saved")
+
+
+def _as_a_learner_sees_it(notebook, scratch: Path) -> None:
+    """Show the temporary workspaces folder as the default one, ``data/exercises``."""
+    shown = display_path(DEFAULT_EXERCISES_DIR)
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                output["text"] = output["text"].replace(str(scratch), shown)

@@ -313,15 +313,29 @@ class Workspace:
         return bool(found["n"].iloc[0])
 
 
-def workspace(name: str, *, activate: bool = True) -> Workspace:
+def workspace(name: str, *, reset: bool = True, activate: bool = True) -> Workspace:
     """A fresh workspace for an exercise, restored from its checkpoint (built on first use).
 
-    Running it again starts the exercise over: the workspace is emptied and restored. With
-    ``activate`` (the default, for a notebook's kernel) the process's settings point at it.
+    Running it again starts the exercise over: the workspace is emptied and restored.
+    ``reset=False`` opens the workspace as it is (an instructor looking at a learner's work),
+    restoring it only if it does not exist. With ``activate`` (the default, for a notebook's
+    kernel) the process's settings point at it.
     """
     chosen = exercise(name)
     checkpoint = build_checkpoint(CHECKPOINT_STAGE, *WINDOW)
     root = exercises_dir() / chosen.name
+    warehouse = root / "warehouse" / "hdb_resale.duckdb"
+    if reset or not warehouse.is_file():
+        _restore(chosen, checkpoint, root)
+    settings = replace(
+        stage_settings(WINDOW[0], WINDOW[1], warehouse, root / "deliveries"),
+        lookback_months=LOOKBACK_MONTHS,
+    )
+    made = Workspace(chosen, root, checkpoint, settings)
+    return made.activate() if activate else made
+
+
+def _restore(chosen: Exercise, checkpoint: Checkpoint, root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     copy_warehouse(checkpoint, root / "warehouse" / "hdb_resale.duckdb")
@@ -336,14 +350,6 @@ def workspace(name: str, *, activate: bool = True) -> Workspace:
         )
     if chosen.dagster:
         (root / "dagster_home").mkdir()
-    settings = replace(
-        stage_settings(
-            WINDOW[0], WINDOW[1], root / "warehouse" / "hdb_resale.duckdb", root / "deliveries"
-        ),
-        lookback_months=LOOKBACK_MONTHS,
-    )
-    made = Workspace(chosen, root, checkpoint, settings)
-    return made.activate() if activate else made
 
 
 def reset_workspace(name: str) -> Workspace:

@@ -1,0 +1,478 @@
+"""The classroom exercises: every unsolved exercise fails its self-check with the expected
+message, the checks say what is wrong for typical mistakes, and a workspace never touches the
+project's own warehouse or dbt project. (The solutions pass: ``pytest --nbval notebooks/``.)
+
+The slow tests share one checkpoint, built once per session in a temporary folder, and run
+the exercise notebooks with papermill as a learner's "Run All" would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pandera.pandas as pa
+import papermill
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from hdb_elt.checkpoints import CHECKPOINTS_ENV, build_checkpoint, tool_environment
+from hdb_elt.exercises import EXERCISES, CheckResult, ExerciseError, NotDoneYet, exercise
+from hdb_elt.exercises.notebooks import SOLUTIONS_DIR, TODO_TAG, exercise_path, solution_path
+from hdb_elt.exercises.workspace import CHECKPOINT_STAGE, EXERCISES_ENV, WINDOW, workspace
+from hdb_elt.extract_load import run_extract_load
+from hdb_elt.notebooks import KERNEL
+from hdb_elt.settings import DBT_PROJECT_DIR, REPO_ROOT
+from hdb_elt.validation import (
+    RULES,
+    Rule,
+    read_deliveries,
+    record_results,
+    rules_table,
+    validate_load,
+)
+from hdb_elt.warehouse import connect, ensure_warehouse
+
+# What each unsolved exercise's self-check must say (NotDoneYet's message).
+UNSOLVED_MESSAGES = {
+    "01_add_a_validation_rule": ["0 of 1 right", "new_rule is still None", "Hint:"],
+    "02_add_a_dbt_model": ["model_sql is still None", "model_yml is still None", "Hint:"],
+    "03_write_a_dbt_unit_test": ["unit_test_yml is still None", "Hint:"],
+    "04_redeliver_a_month": [
+        "raw_rows_february is still None",
+        "ids_added is still None",
+        "explanation needs two or three sentences",
+        "Hint:",
+    ],
+}
+
+
+# --- the notebooks' shape (no execution) -----------------------------------------------------
+
+
+def code_cells(notebook) -> list:
+    return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+@pytest.mark.parametrize("name", list(EXERCISES))
+def test_an_exercise_and_its_solution_differ_only_in_the_todo_cells(name: str) -> None:
+    unsolved = nbformat.read(exercise_path(name), as_version=4)
+    solved = nbformat.read(solution_path(name), as_version=4)
+    assert len(unsolved.cells) == len(solved.cells)
+    todo = 0
+    for index, (mine, theirs) in enumerate(zip(unsolved.cells, solved.cells, strict=True)):
+        assert mine.cell_type == theirs.cell_type, index
+        tags = mine.metadata.get("tags", [])
+        assert tags == theirs.metadata.get("tags", []), index
+        if TODO_TAG in tags:
+            todo += 1
+            assert "# TODO" in mine.source and " = None" in mine.source, index
+            assert mine.source != theirs.source, f"cell {index} is not solved"
+        elif index > 0:  # the title cell of a solution says it is one
+            assert mine.source == theirs.source, f"cell {index} differs outside a TODO cell"
+    assert todo >= 1
+    assert ".assert_done()" in code_cells(unsolved)[-1].source
+    # A learner opens the exercise clean; the solution is committed executed for nbval.
+    assert all(not cell.outputs for cell in code_cells(unsolved))
+    assert all(cell.execution_count for cell in code_cells(solved))
+    assert "Well done!" in json.dumps(code_cells(solved)[-1].outputs)
+
+
+def test_exercises_are_named_by_number_or_name() -> None:
+    assert exercise("1").name == exercise("01").name == "01_add_a_validation_rule"
+    assert exercise("add_a_dbt_model").name == "02_add_a_dbt_model"
+    with pytest.raises(ExerciseError, match="expected one of 01_add_a_validation_rule"):
+        exercise("99")
+
+
+def test_a_check_result_lists_what_is_right_and_missing_with_a_hint() -> None:
+    result = CheckResult(EXERCISES["01_add_a_validation_rule"])
+    result.ok("the rule is a Rule.")
+    result.miss("the gate lets the delivery through.", "look at the block column.")
+    result.miss("something else.", "a second hint, not shown.")
+    text = str(result)
+    assert text.splitlines()[0].endswith("1 of 3 right, 2 still missing.")
+    assert "Right:\n  - the rule is a Rule." in text
+    assert "Still missing:\n  - the gate lets the delivery through.\n  - something else." in text
+    assert text.endswith("Hint: look at the block column.")
+    with pytest.raises(NotDoneYet) as raised:
+        result.assert_done()
+    assert str(raised.value) == text
+
+
+def test_a_passing_check_prints_and_does_not_raise(capsys) -> None:
+    result = CheckResult(EXERCISES["02_add_a_dbt_model"])
+    result.ok("it builds.")
+    result.assert_done()
+    assert "all 1 checks pass. Well done!" in capsys.readouterr().out
+
+
+# --- validate_load(extra_rules=...), the hook exercise 01 uses --------------------------------
+
+ROW = {
+    "month": "2023-05",
+    "town": "BEDOK",
+    "flat_type": "4 ROOM",
+    "block": "308B",
+    "street_name": "BEDOK NTH ST 3",
+    "storey_range": "04 TO 06",
+    "floor_area_sqm": "92",
+    "flat_model": "Model A",
+    "lease_commence_date": "1985",
+    "remaining_lease": "61 years 04 months",
+    "resale_price": "500000",
+}
+
+
+def rows_with_blocks(blocks: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame([{**ROW, "block": block} for block in blocks])
+    return frame.assign(_source="f.csv", _source_row=range(2, len(frame) + 2), _load_id="l1")
+
+
+BLOCK_RULE = Rule(
+    "block_format",
+    "blocking",
+    "block is a block number",
+    ("block",),
+    lambda _window: pa.DataFrameSchema(
+        {"block": pa.Column(nullable=True, checks=pa.Check.str_matches(r"^\d{1,4}[A-Z]?$"))}
+    ),
+    lambda column, value, row, window: f"{value!r} is not a block number",
+)
+
+
+def test_an_extra_rule_joins_the_gate_and_its_results() -> None:
+    rows = rows_with_blocks(["308B", "BEDOK NTH ST 3", "12"])
+    plain = validate_load(rows, "2023-05", "2023-05")
+    assert not plain.blocked and list(plain.results["rule"]) == [
+        *(r.name for r in RULES),
+        "quarantine_threshold",
+    ]
+    report = validate_load(rows, "2023-05", "2023-05", extra_rules=[BLOCK_RULE])
+    assert report.blocked
+    assert str(report.blocking_failures[0]) == (
+        "f.csv line 3, column block: 'BEDOK NTH ST 3' is not a block number "
+        "(rule block_format, blocking)."
+    )
+    results = report.results.set_index("rule")
+    assert results.loc["block_format", "failing_rows"] == 1
+    assert "block_format" in set(rules_table(extra_rules=[BLOCK_RULE])["rule"])
+
+
+def test_an_extra_rule_is_recorded_in_the_audit_tables(tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    ensure_warehouse(warehouse)
+    quarantine = replace(BLOCK_RULE, severity="quarantine")
+    report = validate_load(
+        rows_with_blocks(["1", "X"] + ["2"] * 98), "2023-05", "2023-05", extra_rules=[quarantine]
+    )
+    assert not report.blocked  # 1 row in 100: at the threshold, not over it
+    record_results(warehouse, report)
+    with connect(warehouse, read_only=True) as con:
+        recorded = con.execute(
+            "select status, failing_rows from audit.validation_results where rule = 'block_format'"
+        ).fetchall()
+        quarantined = con.execute("select _source_row, rule from audit.quarantine").fetchall()
+    assert recorded == [("fail", 1)]
+    assert quarantined == [(3, "block_format")]
+
+
+@pytest.mark.parametrize(
+    ("extra", "error", "message"),
+    [
+        (["not a rule"], TypeError, "expected hdb_elt.validation.Rule"),
+        ([RULES[4]], ValueError, "exists already"),
+    ],
+)
+def test_extra_rules_must_be_rules_with_their_own_names(extra, error, message) -> None:
+    with pytest.raises(error, match=message):
+        validate_load(rows_with_blocks(["1"]), "2023-05", "2023-05", extra_rules=extra)
+
+
+# --- running the exercises (slow: Meltano, dbt, kernels) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory, shared_monthly: Path) -> Iterator[Path]:
+    """Workspaces in a temporary folder, checkpoints in one shared by the session's tests,
+    deliveries from the reference folder; the exercise checkpoint built once."""
+    root = tmp_path_factory.mktemp("exercises")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(EXERCISES_ENV, str(root))
+        patch.setenv(CHECKPOINTS_ENV, str(tmp_path_factory.getbasetemp() / "checkpoints"))
+        patch.setenv("HDB_RESALE_DATA_DIR", str(shared_monthly))
+        build_checkpoint(CHECKPOINT_STAGE, *WINDOW)
+        yield root
+
+
+def run_notebook(path: Path, output: Path) -> PapermillExecutionError | None:
+    """Execute a notebook as "Run All" does; the error it stopped at, if any."""
+    try:
+        papermill.execute_notebook(
+            str(path),
+            str(output),
+            kernel_name=KERNEL,
+            cwd=str(path.parent),
+            progress_bar=False,
+        )
+    except PapermillExecutionError as error:
+        return error
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(EXERCISES))
+def test_an_unsolved_exercise_fails_its_self_check_saying_what_is_missing(
+    scratch: Path, tmp_path: Path, name: str
+) -> None:
+    error = run_notebook(exercise_path(name), tmp_path / f"{name}.ipynb")
+    assert error is not None, f"{name}: the unsolved self-check passed"
+    assert error.ename == "NotDoneYet", f"{name} stopped early: {error.ename}: {error.evalue}"
+    # Everything up to the self-check ran: it is the last code cell that failed.
+    executed = nbformat.read(tmp_path / f"{name}.ipynb", as_version=4)
+    failed = [i for i, c in enumerate(code_cells(executed)) if _has_error(c)]
+    assert failed == [len(code_cells(executed)) - 1]
+    for expected in UNSOLVED_MESSAGES[name]:
+        assert expected in error.evalue, f"{name}: {expected!r} not in:\n{error.evalue}"
+
+
+def _has_error(cell) -> bool:
+    return any(output.get("output_type") == "error" for output in cell.get("outputs", []))
+
+
+def test_every_exercise_has_its_expected_unsolved_message() -> None:
+    assert set(UNSOLVED_MESSAGES) == set(EXERCISES)
+
+
+# -- exercise 01: the rule
+
+DIGITS_ONLY = pa.DataFrameSchema({"block": pa.Column(checks=pa.Check.str_matches(r"^\d{1,4}$"))})
+TYPO = pa.DataFrameSchema({"blocks": pa.Column(checks=pa.Check.str_length(1, 4))})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        (BLOCK_RULE, None),
+        (
+            replace(BLOCK_RULE, name="block_digits", schema=lambda _w: DIGITS_ONLY),
+            "row(s) of the good deliveries",
+        ),
+        (replace(BLOCK_RULE, severity="warning"), "only reports"),
+        (replace(BLOCK_RULE, phrase=lambda value: f"{value} is bad"), "raised TypeError"),
+        (replace(BLOCK_RULE, schema=lambda _w: TYPO), "which the rows do not have"),
+        (replace(BLOCK_RULE, name="town_known"), "is taken"),
+        ("block_format", "not a Rule"),
+    ],
+    ids=["right", "too-strict", "warning", "bad-phrase", "typo", "name-taken", "a-string"],
+)
+def test_the_rule_check_says_what_is_wrong(scratch: Path, rule, expected: str | None) -> None:
+    from hdb_elt.exercises.validation_rule import check_validation_rule, deliver_bad_february
+
+    ws = workspace("01", activate=False)
+    deliver_bad_february(ws)
+    result = check_validation_rule(ws, rule)
+    if expected is None:
+        assert result.passed, str(result)
+        assert "the gate stops the bad 2023-02 (your rule blocks it)" in str(result)
+    else:
+        assert not result.passed
+        assert expected in " ".join(result.missing), str(result)
+        assert result.hints
+
+
+# -- exercise 02: the model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        (
+            "select storey_range, min(storey_lower) as storey_lower, count(*) as transactions, "
+            "avg(resale_price) as median_price, median(price_per_sqm) as median_price_per_sqm "
+            "from {{ ref('fct_resale_transactions') }} group by storey_range",
+            "median_price is off",
+        ),
+        (
+            "select storey_range, month_key, min(storey_lower) as storey_lower, "
+            "count(*) as transactions, median(resale_price) as median_price, "
+            "median(price_per_sqm) as median_price_per_sqm "
+            "from {{ ref('fct_resale_transactions') }} group by storey_range, month_key",
+            "tests do not all pass: unique_agg_storey_band_prices_storey_range (fail)",
+        ),
+        ("select storey_range from {{ ref('fct_resale_transaction') }}", "could not build"),
+    ],
+    ids=["mean-not-median", "per-month", "typo-in-ref"],
+)
+def test_the_model_check_says_what_is_wrong(scratch: Path, sql: str, expected: str) -> None:
+    from hdb_elt.exercises.dbt_model import MODEL_FILE, YML_FILE, check_dbt_model
+
+    ws = workspace("02", activate=False)
+    ws.write_file(MODEL_FILE, sql, variable="model_sql")
+    ws.write_file(YML_FILE, YML, variable="model_yml")
+    result = check_dbt_model(ws)
+    assert not result.passed
+    assert expected in " ".join(result.missing), str(result)
+
+
+YML = """
+models:
+  - name: agg_storey_band_prices
+    description: Prices per storey band.
+    columns:
+      - name: storey_range
+        data_tests: [unique, not_null]
+"""
+
+
+@pytest.mark.slow
+def test_the_model_check_wants_a_description_and_key_tests(scratch: Path) -> None:
+    from hdb_elt.exercises.dbt_model import MODEL_FILE, YML_FILE, check_dbt_model
+
+    ws = workspace("02", activate=False)
+    ws.write_file(MODEL_FILE, "select 1 as storey_range", variable="model_sql")
+    ws.write_file(YML_FILE, "models:\n  - name: agg_storey_band_prices\n", variable="model_yml")
+    result = check_dbt_model(ws)
+    assert "a description of the model, a unique test on storey_range, a not_null test" in str(
+        result
+    )
+
+
+# -- exercise 03: the unit test
+
+
+def unit_test_yml(rows: list[tuple[str, str]]) -> str:
+    given = "\n".join(
+        f'          - {{month: "2023-01", flat_type: "{raw}", _source_row: {i}, '
+        f'_loaded_at: "2024-01-01 00:00:00"}}'
+        for i, (raw, _) in enumerate(rows, start=2)
+    )
+    expect = "\n".join(
+        f'        - {{_source_row: {i}, flat_type: "{clean}"}}'
+        for i, (_, clean) in enumerate(rows, start=2)
+    )
+    return f"""
+unit_tests:
+  - name: test_my_flat_types
+    model: stg_hdb__resale_flat_prices
+    given:
+      - input: source('hdb', 'resale_flat_prices')
+        rows:
+{given}
+      - input: source('audit', 'quarantine')
+        rows: []
+    expect:
+      rows:
+{expect}
+"""
+
+
+@pytest.mark.slow
+def test_a_unit_test_that_misses_a_mutant_is_not_enough(scratch: Path) -> None:
+    from hdb_elt.exercises.dbt_unit_test import YML_FILE, check_dbt_unit_test
+
+    ws = workspace("03", activate=False)
+    ws.write_file(YML_FILE, unit_test_yml([(" 4  room ", "4 ROOM")]), variable="unit_test_yml")
+    result = check_dbt_unit_test(ws)
+    assert "it passes on the real staging model." in result.right
+    assert "it fails when flat types are no longer trimmed" in " ".join(result.right)
+    assert result.missing == [
+        "it still passes when 'MULTI GENERATION' is no longer spelled 'MULTI-GENERATION'."
+    ]
+    assert "give one row the flat_type 'MULTI GENERATION'" in str(result)
+
+
+@pytest.mark.slow
+def test_a_unit_test_with_a_wrong_expectation_fails_on_the_real_model(scratch: Path) -> None:
+    from hdb_elt.exercises.dbt_unit_test import YML_FILE, check_dbt_unit_test
+
+    ws = workspace("03", activate=False)
+    ws.write_file(YML_FILE, unit_test_yml([("4 room", "4 room")]), variable="unit_test_yml")
+    result = check_dbt_unit_test(ws)
+    assert "on the real model, your test does not pass: test_my_flat_types: fail" in str(result)
+
+
+# -- exercise 04: the answers, on the workspace the unsolved notebook left
+
+
+def run_revision(ws) -> None:
+    """Steps 2 and 3 of exercise 04, as its notebook runs them in an activated kernel."""
+    from hdb_elt.exercises.redelivery import deliver_revised_february
+
+    deliver_revised_february(ws)
+    with tool_environment(ws.env()):
+        run_extract_load(ws.settings)
+        rows = read_deliveries(ws.warehouse_path, *WINDOW)
+        record_results(ws.warehouse_path, validate_load(rows, *WINDOW))
+        assert ws.run_dbt(["build", "--exclude-resource-type", "unit_test"]).ok
+
+
+@pytest.mark.slow
+def test_the_redelivery_check_names_each_wrong_answer(scratch: Path) -> None:
+    from hdb_elt.exercises.redelivery import check_redelivery
+
+    ws = workspace("04", activate=False)
+    answers = {
+        "raw_rows_february": 1_830,  # the latest delivery only: raw keeps both
+        "fact_rows_february": 1_830,
+        "months_rebuilt": "2023-02",  # a string, not a list
+        "ids_removed": 7,  # 1,837 - 1,830: but a corrected row is one id gone and one new
+        "ids_added": 6,
+        "explanation": "dbt rebuilt February.",
+    }
+    early = check_redelivery(ws, **answers)
+    assert early.missing == [
+        "the revised February is not in raw yet: run the cells of step 2 first."
+    ]
+
+    run_revision(ws)
+    result = check_redelivery(ws, **answers)
+    assert result.right == ["fact_rows_february = 1,830: right.", "ids_added = 6: right."]
+    missing = " ".join(result.missing)
+    assert "raw_rows_february = 1,830 is not right" in missing
+    assert "months_rebuilt = '2023-02' is not right" in missing
+    assert "ids_removed = 7 is not right" in missing
+    assert "explanation needs two or three sentences" in missing
+    assert "raw is append-only: count every delivery" in str(result)
+
+    right = {**answers, "raw_rows_february": 3_667, "months_rebuilt": ("2023-02",)}
+    right |= {"ids_removed": 13, "explanation": "Raw keeps " + "every delivery " * 10}
+    assert check_redelivery(ws, **right).passed
+
+
+# -- isolation
+
+
+def tree_state(*folders: Path) -> dict[str, float]:
+    """Every file under the folders, with its modification time."""
+    return {
+        str(path): path.stat().st_mtime
+        for folder in folders
+        if folder.exists()
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_a_solved_exercise_changes_nothing_outside_its_workspace(
+    scratch: Path, tmp_path: Path
+) -> None:
+    project_state = [DBT_PROJECT_DIR, REPO_ROOT / "data" / "warehouse"]
+    before = tree_state(*project_state)
+    error = run_notebook(solution_path("02"), tmp_path / "02.ipynb")
+    assert error is None, f"{error.ename}: {error.evalue}" if error else ""
+    assert tree_state(*project_state) == before
+    model = scratch / "02_add_a_dbt_model" / "dbt_resale_flat" / "models" / "marts"
+    assert (model / "agg_storey_band_prices.sql").is_file()
+    assert not (DBT_PROJECT_DIR / "models" / "marts" / "agg_storey_band_prices.sql").exists()
+
+
+def test_the_solutions_folder_holds_one_solution_per_exercise() -> None:
+    assert sorted(p.stem for p in SOLUTIONS_DIR.glob("*.ipynb")) == sorted(EXERCISES)
