@@ -46,6 +46,7 @@ data: setup ## Download the window's months from data.gov.sg into data/raw/
 	$(BIN)/python -m hdb_elt download
 
 test: setup ## Run every test (the command CI runs), then check the notebooks' outputs
+	@$(BIN)/python -m dagster_orchestration.home >/dev/null
 	$(BIN)/pytest
 	$(BIN)/pytest --nbval notebooks/
 
