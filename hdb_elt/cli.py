@@ -76,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         if name == "checkpoint":
             command.add_argument("--stage", help="restore the warehouse as it is after this stage")
             command.add_argument("--exercise", help="reset this exercise's workspace")
+    sub.add_parser("doctor", help="Check everything a run needs, with a fix for each problem")
     args = parser.parse_args(argv)
+    if args.command == "doctor":
+        # Bad settings are one of the doctor's findings, not a reason to stop before it runs.
+        from hdb_elt.doctor import main as doctor
+
+        return doctor()
     try:
         settings = load_settings()
         return COMMANDS[args.command](settings, args)
