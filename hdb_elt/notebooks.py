@@ -71,6 +71,25 @@ def new_run_dir(root: Path = RUNS_DIR) -> Path:
     return run_dir
 
 
+@contextmanager
+def plain_parameters() -> Iterator[None]:
+    """Inject parameters with papermill's own Python translator while inside this block.
+
+    Importing dagstermill (Dagster does, and so may a test or a notebook in the same process)
+    replaces papermill's translator for Python with one that only knows Dagster's context and
+    refuses anything else. A plain run puts papermill's back for its own duration, then
+    restores whatever was registered, so Dagster's runs keep working.
+    """
+    from papermill.translators import PythonTranslator, papermill_translators
+
+    previous = papermill_translators.find_translator(KERNEL, "python")
+    papermill_translators.register("python", PythonTranslator)
+    try:
+        yield
+    finally:
+        papermill_translators.register("python", previous)
+
+
 def execute_stage(
     stage: str, output: Path, parameters: dict[str, str], *, progress: bool = False
 ) -> float:
@@ -80,15 +99,16 @@ def execute_stage(
 
     started = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(stage_path(stage)),
-            str(output),
-            parameters=parameters,
-            kernel_name=KERNEL,
-            cwd=str(NOTEBOOKS_DIR),
-            progress_bar=progress,
-            log_output=False,
-        )
+        with plain_parameters():
+            papermill.execute_notebook(
+                str(stage_path(stage)),
+                str(output),
+                parameters=parameters,
+                kernel_name=KERNEL,
+                cwd=str(NOTEBOOKS_DIR),
+                progress_bar=progress,
+                log_output=False,
+            )
     except PapermillExecutionError as exc:
         raise StageFailed(stage, f"{exc.ename}: {exc.evalue}", output) from None
     return time.perf_counter() - started
