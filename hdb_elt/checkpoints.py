@@ -26,7 +26,8 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,8 +239,10 @@ def build_checkpoint(
     end_month: str | Month,
     *,
     data_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Checkpoint:
-    """The checkpoint after ``stage`` for the window: from the cache, or built now.
+    """The checkpoint after ``stage`` for the window: from the cache, or built now (saying so
+    through ``progress``, as it takes a while).
 
     Building runs the stage notebooks up to ``stage`` (about 20 s for two months up to the
     transform, a minute or two for a year) in a fresh warehouse. A checkpoint is complete
@@ -257,32 +260,71 @@ def build_checkpoint(
     if (folder / INFO_FILE).is_file():
         return checkpoint
 
+    if progress is not None:
+        progress(
+            f"Building {checkpoint.describe()} by running the stage notebooks (only the first "
+            f"time; about {10 + 3 * len(months) * (STAGES.index(stage) + 1)} seconds)..."
+        )
     shutil.rmtree(folder, ignore_errors=True)
     checkpoint.deliveries_dir.mkdir(parents=True)
     for month in months:
         shutil.copy2(source / DELIVERY_NAME.format(month=month), checkpoint.deliveries_dir)
-    settings = stage_settings(
-        str(start), str(end), checkpoint.warehouse_path, checkpoint.deliveries_dir
-    )
-    try:
-        with tool_environment(tool_env(folder)):
-            runs = run_stages(settings, checkpoint.runs_dir, STAGES[: STAGES.index(stage) + 1])
-    except StageFailed as failure:
-        raise CheckpointError(
-            f"Building the checkpoint after {stage} for {start}..{end} failed, so the "
-            f"reference pipeline itself is broken here:\n{failure}"
-        ) from None
+    stages = list(STAGES[: STAGES.index(stage) + 1])
+    _run_stages_apart(checkpoint, stages)
     info = {
         "stage": stage,
         "start_month": str(start),
         "end_month": str(end),
         "key": key,
-        "stages": [run.stage for run in runs],
+        "source": str(source),
+        "stages": stages,
         "raw_rows": _raw_rows(checkpoint.warehouse_path),
     }
     (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     _remove_stale(folder, label)
     return checkpoint
+
+
+def _run_stages_apart(checkpoint: Checkpoint, stages: list[str]) -> None:
+    """Run the stage notebooks for the checkpoint in a child process.
+
+    A process that has imported dagstermill (the kernel of a Dagster exercise) has papermill's
+    Python translator replaced by dagstermill's, which only Dagster can drive; a child process
+    starts clean, and its environment keeps Meltano's state and dbt's files in the checkpoint.
+    """
+    job = {
+        "start": checkpoint.start_month,
+        "end": checkpoint.end_month,
+        "warehouse": str(checkpoint.warehouse_path),
+        "deliveries": str(checkpoint.deliveries_dir),
+        "runs": str(checkpoint.runs_dir),
+        "stages": stages,
+    }
+    completed = subprocess.run(
+        [sys.executable, "-m", "hdb_elt.checkpoints", json.dumps(job)],
+        env={**os.environ, **tool_env(checkpoint.path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        detail = completed.stderr.strip().splitlines()[-12:] or ["(no output)"]
+        raise CheckpointError(
+            f"Building the checkpoint after {stages[-1]} for {checkpoint.start_month}.."
+            f"{checkpoint.end_month} failed, so the pipeline itself fails there:\n"
+            + "\n".join(detail)
+        )
+
+
+def _build_in_this_process(job: dict) -> int:
+    """The child's side of :func:`_run_stages_apart`."""
+    settings = stage_settings(job["start"], job["end"], job["warehouse"], job["deliveries"])
+    try:
+        run_stages(settings, Path(job["runs"]), job["stages"])
+    except StageFailed as failure:
+        print(failure, file=sys.stderr)
+        return 1
+    return 0
 
 
 def _raw_rows(warehouse: Path) -> dict[str, int]:
@@ -361,7 +403,7 @@ def restore_stage(settings: Settings, stage: str) -> tuple[Checkpoint, Path | No
     the next run loads only what is new. Returns the checkpoint used.
     """
     checkpoint = build_checkpoint(
-        stage, settings.start_month, settings.end_month, data_dir=settings.data_dir
+        stage, settings.start_month, settings.end_month, data_dir=settings.data_dir, progress=print
     )
     target = settings.warehouse_path
     backup = None
@@ -407,3 +449,7 @@ def checkpoint_command(settings: Settings, stage: str | None, exercise: str | No
     print("  make checkpoint EXERCISE=<exercise>  an exercise's workspace as the exercise starts")
     print("      exercises: " + ", ".join(EXERCISES))
     return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_build_in_this_process(json.loads(sys.argv[1])))

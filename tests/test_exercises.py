@@ -39,7 +39,7 @@ from hdb_elt.warehouse import connect, ensure_warehouse
 
 # What each unsolved exercise's self-check must say (NotDoneYet's message).
 UNSOLVED_MESSAGES = {
-    "01_add_a_validation_rule": ["0 of 1 right", "new_rule is still None", "Hint:"],
+    "01_add_a_validation_rule": ["not done yet, 0 right so far", "new_rule is still None", "Hint:"],
     "02_add_a_dbt_model": ["model_sql is still None", "model_yml is still None", "Hint:"],
     "03_write_a_dbt_unit_test": ["unit_test_yml is still None", "Hint:"],
     "04_redeliver_a_month": [
@@ -48,6 +48,8 @@ UNSOLVED_MESSAGES = {
         "explanation needs two or three sentences",
         "Hint:",
     ],
+    "05_backfill_in_dagster": ["backfill_months is still None: no run was started", "Hint:"],
+    "06_add_an_asset_check": ["new_check is still None", "Hint:"],
 }
 
 
@@ -95,7 +97,7 @@ def test_a_check_result_lists_what_is_right_and_missing_with_a_hint() -> None:
     result.miss("the gate lets the delivery through.", "look at the block column.")
     result.miss("something else.", "a second hint, not shown.")
     text = str(result)
-    assert text.splitlines()[0].endswith("1 of 3 right, 2 still missing.")
+    assert text.splitlines()[0].endswith("not done yet, 1 right so far, 2 still missing.")
     assert "Right:\n  - the rule is a Rule." in text
     assert "Still missing:\n  - the gate lets the delivery through.\n  - something else." in text
     assert text.endswith("Hint: look at the block column.")
@@ -444,6 +446,91 @@ def test_the_redelivery_check_names_each_wrong_answer(scratch: Path) -> None:
     right = {**answers, "raw_rows_february": 3_667, "months_rebuilt": ("2023-02",)}
     right |= {"ids_removed": 13, "explanation": "Raw keeps " + "every delivery " * 10}
     assert check_redelivery(ws, **right).passed
+
+
+# -- exercise 05: the backfill (the solution, run by nbval, backfills both months)
+
+
+@pytest.mark.slow
+def test_a_backfill_of_the_failing_month_alone_is_not_enough(scratch: Path, capsys) -> None:
+    from hdb_elt.exercises.dagster_backfill import (
+        backfill,
+        check_backfill,
+        deliver_two_months,
+        failed_runs,
+        show_notebook,
+    )
+
+    ws = workspace("05", activate=False)
+    deliver_two_months(ws)
+    with tool_environment(ws.env()):
+        (outcome,) = backfill(ws, ["2023-04"])
+        assert not outcome.success
+        (failed,) = failed_runs(ws)
+        assert (failed.month, failed.stage, failed.notebook.name) == (
+            "2023-04",
+            "validate",
+            "02_validate.ipynb",
+        )
+        assert failed.notebook.is_relative_to(ws.runs_dir)
+        show_notebook(failed.notebook)
+        result = check_backfill(
+            ws,
+            backfill_months=["2023-04"],
+            failed_month="2023-04",
+            failed_stage="validate",
+            blocking_rule="quarantine_threshold",
+            quarantined_rows=109,
+        )
+    shown = capsys.readouterr().out
+    assert "2023-04: FAILED\n  extract_load  success" in shown
+    assert "(Dagster gave this run: start_month = '2023-04', end_month = '2023-04')" in shown
+    assert (
+        "ValidationBlocked: Validation blocked" in shown and "(rule quarantine_threshold" in shown
+    )
+    assert result.missing == [
+        "no run of 2023-03 in the workspace's Dagster instance: the backfill must cover the "
+        "months just delivered."
+    ]
+
+
+def test_a_stage_is_named_with_or_without_its_number() -> None:
+    from hdb_elt.exercises.dagster_backfill import _same, _stage
+
+    assert _stage("02_validate") == _stage("validate") == "validate"
+    assert _same(" validate", "validate") and _same("109", 109) and not _same("many", 109)
+
+
+# -- exercise 06: the asset check
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("enough_sales_per_month", None),
+        ("forgets_empty_months", "it passes on 2023-03, although the fact has no sale"),
+        ("always_passes", "it passes when 2023-02 has only 500 sales"),
+        ("on_the_wrong_asset", "it checks the asset 'validate'"),
+        ("a_taken_name", "is taken by a check of the code location"),
+        ("raises", "running it, the check raised KeyError"),
+        ("counts", "not an asset check"),
+    ],
+)
+def test_the_asset_check_check_says_what_is_wrong(
+    scratch: Path, name: str, expected: str | None
+) -> None:
+    import exercise_asset_checks
+
+    from hdb_elt.exercises.dagster_check import check_asset_check
+
+    ws = workspace("06", activate=False)
+    result = check_asset_check(ws, getattr(exercise_asset_checks, name))
+    if expected is None:
+        assert result.passed, str(result)
+    else:
+        assert expected in " ".join(result.missing), str(result)
+        assert result.hints
 
 
 # -- isolation

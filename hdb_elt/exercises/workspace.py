@@ -19,7 +19,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -43,9 +43,6 @@ DEFAULT_EXERCISES_DIR = DATA_DIR / "exercises"
 # enough to see everything the pipeline does, small enough to run in seconds.
 WINDOW = ("2023-01", "2023-02")
 CHECKPOINT_STAGE = "03_transform"
-# Only what changed is extracted in a workspace (the default, 1, would also re-extract the
-# newest month on every run: see exercise 04's "Try it").
-LOOKBACK_MONTHS = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +70,8 @@ EXERCISES: dict[str, Exercise] = {
         Exercise("02_add_a_dbt_model", "Add a dbt model with tests", 40, copies_dbt_project=True),
         Exercise("03_write_a_dbt_unit_test", "Write a dbt unit test", 30, copies_dbt_project=True),
         Exercise("04_redeliver_a_month", "Re-deliver a revised month", 30),
+        Exercise("05_backfill_in_dagster", "Backfill months in Dagster", 35, dagster=True),
+        Exercise("06_add_an_asset_check", "Add an asset check to Dagster", 35, dagster=True),
     )
 }
 
@@ -214,6 +213,11 @@ class Workspace:
     def dagster_home(self) -> Path:
         return self.root / "dagster_home"
 
+    @property
+    def runs_dir(self) -> Path:
+        """Where Dagster keeps the executed notebooks of the workspace's runs."""
+        return self.root / "runs"
+
     def env(self) -> dict[str, str]:
         """The variables that make the pipeline's stages and tools use this workspace."""
         values = {
@@ -226,6 +230,8 @@ class Workspace:
         }
         if self.exercise.dagster:
             values["DAGSTER_HOME"] = str(self.dagster_home)
+            values["HDB_DAGSTER_RUNS_DIR"] = str(self.runs_dir)
+            values["TQDM_DISABLE"] = "1"  # papermill's progress bars, inside a notebook
         return values
 
     def activate(self) -> Workspace:
@@ -250,7 +256,7 @@ class Workspace:
             f"  dbt:        {project}",
         ]
         if self.exercise.dagster:
-            lines.append("  Dagster:    its own DAGSTER_HOME in the workspace")
+            lines.append("  Dagster:    its own instance (DAGSTER_HOME) and run records")
         return "\n".join(lines)
 
     # -- helpers the exercises share --
@@ -322,15 +328,12 @@ def workspace(name: str, *, reset: bool = True, activate: bool = True) -> Worksp
     kernel) the process's settings point at it.
     """
     chosen = exercise(name)
-    checkpoint = build_checkpoint(CHECKPOINT_STAGE, *WINDOW)
+    checkpoint = build_checkpoint(CHECKPOINT_STAGE, *WINDOW, progress=print)
     root = exercises_dir() / chosen.name
     warehouse = root / "warehouse" / "hdb_resale.duckdb"
     if reset or not warehouse.is_file():
         _restore(chosen, checkpoint, root)
-    settings = replace(
-        stage_settings(WINDOW[0], WINDOW[1], warehouse, root / "deliveries"),
-        lookback_months=LOOKBACK_MONTHS,
-    )
+    settings = stage_settings(WINDOW[0], WINDOW[1], warehouse, root / "deliveries")
     made = Workspace(chosen, root, checkpoint, settings)
     return made.activate() if activate else made
 
@@ -386,9 +389,10 @@ class CheckResult:
         if self.passed:
             head = f"Self-check of {self.exercise.label()}: all {total} checks pass. Well done!"
         else:
+            # Later checks run only once earlier ones pass: no total to announce yet.
             head = (
-                f"Self-check of {self.exercise.label()}: {len(self.right)} of {total} right, "
-                f"{len(self.missing)} still missing."
+                f"Self-check of {self.exercise.label()}: not done yet, {len(self.right)} "
+                f"right so far, {len(self.missing)} still missing."
             )
         lines = [head]
         if self.right:
