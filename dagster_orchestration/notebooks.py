@@ -7,9 +7,9 @@ calls to execute a notebook (:func:`execute_stage_notebook`), and only for our s
 - **Parameters.** dagstermill *replaces* a notebook's ``parameters`` cell with a cell that
   rebuilds the Dagster ``context``, and its context has no partition key. Our notebooks need
   their parameters cell (its ``None`` defaults are what JupyterLab runs), so the seam keeps
-  it and adds a cell after it with this run's values, as papermill does for ``make run``:
-  the months from the run's partition tag, the warehouse and the deliveries from the
-  settings resource, and the asset's config (the validate stage's threshold).
+  it and adds a cell after it with this run's values, as papermill itself does: the months
+  from the run's partition tag, the warehouse and the deliveries from the settings resource,
+  and the asset's config (the validate stage's threshold).
 - **The record of a failed run.** dagstermill keeps a failed notebook only in the instance's
   storage folder and names it in a log line. The seam keeps it with the run's other notebooks
   (:mod:`dagster_orchestration.records`) and fails the step with a ``Failure`` carrying its
@@ -78,11 +78,15 @@ def stage_asset(
     stage: str,
     *,
     deps: Sequence[AssetsDefinition] = (),
-    kinds: set[str],
+    tool: str,
     metadata: StageMetadata | None = None,
     config_schema: Mapping[str, Any] | None = None,
 ) -> AssetsDefinition:
-    """The dagstermill asset of one stage notebook, partitioned by month."""
+    """The dagstermill asset of one stage notebook, partitioned by month.
+
+    The UI shows dagstermill's compute kind, ``ipynb`` (an asset has one compute kind or a set
+    of kinds, not both); ``tool`` names what the notebook runs, as a tag.
+    """
     if metadata is not None:
         _METADATA[stage] = metadata
     notebook_asset = define_dagstermill_asset(
@@ -99,9 +103,7 @@ def stage_asset(
         op_tags={STAGE_TAG: stage},
     )
     return map_asset_specs(
-        lambda spec: spec.replace_attributes(owners=OWNERS).merge_attributes(
-            kinds={"jupyter", *kinds}
-        ),
+        lambda spec: spec.replace_attributes(owners=OWNERS).merge_attributes(tags={"tool": tool}),
         [notebook_asset],
     )[0]
 

@@ -73,11 +73,12 @@ def test_the_asset_graph_is_the_five_stages_in_order_partitioned_monthly() -> No
         node = graph.get(AssetKey(key))
         assert node.group_name == GROUP
         assert isinstance(node.partitions_def, MonthlyPartitionsDefinition)
-        assert "jupyter" in node.kinds and node.owners
+        assert node.owners == ["team:hdb-elt-workbook"] and node.tags["tool"]
         assert node.description.startswith(stage.split("_")[0].lstrip("0") + " · ")
     for stage in STAGES:  # the very notebooks learners open, no copies
         assets_def = defs.resolve_assets_def(notebooks.asset_name(stage))
         assert assets_def.op.tags["notebook_path"] == str(stage_path(stage))
+        assert assets_def.op.tags["dagster/compute_kind"] == "ipynb"  # what the UI shows
 
 
 def test_the_checks_block_what_comes_after_them() -> None:

@@ -41,4 +41,4 @@ def metadata(settings: Settings) -> dict[str, Any]:
     }
 
 
-extract_load = stage_asset("01_extract_load", kinds={"meltano", "duckdb"}, metadata=metadata)
+extract_load = stage_asset("01_extract_load", tool="meltano", metadata=metadata)

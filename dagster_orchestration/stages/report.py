@@ -25,4 +25,4 @@ def metadata(settings: Settings) -> dict[str, Any]:
     }
 
 
-report = stage_asset("05_report", deps=[test], kinds={"matplotlib", "duckdb"}, metadata=metadata)
+report = stage_asset("05_report", deps=[test], tool="matplotlib", metadata=metadata)

@@ -69,7 +69,7 @@ def metadata(settings: Settings) -> dict[str, Any]:
     }
 
 
-test = stage_asset("04_test", deps=[transform], kinds={"dbt", "duckdb"}, metadata=metadata)
+test = stage_asset("04_test", deps=[transform], tool="dbt", metadata=metadata)
 
 
 def dbt_tests(window: Settings, kind: str, not_before: float | None = None) -> AssetCheckResult:

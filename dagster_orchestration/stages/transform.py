@@ -44,7 +44,7 @@ def metadata(settings: Settings) -> dict[str, Any]:
     }
 
 
-transform = stage_asset("03_transform", deps=[validate], kinds={"dbt", "duckdb"}, metadata=metadata)
+transform = stage_asset("03_transform", deps=[validate], tool="dbt", metadata=metadata)
 
 
 def fact_reconciles(window: Settings) -> AssetCheckResult:

@@ -59,7 +59,7 @@ def metadata(settings: Settings) -> dict[str, Any]:
 validate = stage_asset(
     "02_validate",
     deps=[extract_load],
-    kinds={"pandera", "duckdb"},
+    tool="pandera",
     metadata=metadata,
     config_schema={
         "max_quarantine_fraction": Field(
