@@ -4,10 +4,21 @@ Meltano runs as a subprocess, so the caller (a notebook, Dagster, ``make run``) 
 warehouse file while the loader writes it. Meltano's incremental state is stored under the
 warehouse's identity (``--state-id-suffix``): point ``HDB_WAREHOUSE_PATH`` at a new file and
 the whole window is loaded again, whatever earlier runs did against another file.
+
+Meltano keeps each plugin's run files (the tap's state.json and catalog) under fixed names in
+``meltano/.meltano/run/``, so two ``meltano run`` at once in this project could read each
+other's state. Extract-loads started here therefore take a project-wide lock and run one at
+a time (they take seconds); a second one waits for the first.
+
+A run killed outright (SIGKILL, a power cut) leaves its Meltano job marked as running, and
+Meltano would refuse the next run for this warehouse for five minutes. Such a run cannot have
+changed anything (the loader commits, then hands over the state), so when no extract-load
+into this warehouse is alive on this machine, the run goes ahead (``meltano run --force``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -15,18 +26,27 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from hdb_elt.settings import MELTANO_PROJECT_DIR, Settings, display_path
-from hdb_elt.warehouse import RAW_TABLE, connect, ensure_warehouse
+from hdb_elt.warehouse import RAW_TABLE, connect, ensure_warehouse, lock_error_from_text
 
 EXTRACTOR = "tap-hdb-resale"
 LOADER = "target-hdb-duckdb"
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 _ERROR_HINT_RE = re.compile(r"(Error|error|Exception|refused|failed)")
+# The tap's words to the user about a delivery it loaded anyway: a finding with its rule (an
+# ignored column, a second copy of a month) is a warning; files or rows outside the window
+# that were left unread are notes.
+_TAP_LINE_RE = re.compile(r"\[\s*\w+\s*\] tap-hdb-resale (.*)$")
+_NOTE_RE = re.compile(r"^Skipped \d+ files|: skipped \d+ rows")
+PROJECT_LOCK = MELTANO_PROJECT_DIR / ".meltano" / "hdb-elt-extract-load.lock"
+PROJECT_LOCK_TIMEOUT_SECONDS = 900.0
 
 
 class ExtractLoadError(RuntimeError):
@@ -47,12 +67,24 @@ class ExtractLoadResult:
     rows: int
     month_rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        """What landed, then the tap's warnings about what it loaded and notes on what it
+        left unread (files or rows of months outside the window)."""
         if self.load_id is None:
-            return "Extract-load: nothing new to load (every month in the window is up to date)."
-        months = ", ".join(f"{m}: {n:,}" for m, n in self.month_rows.items())
-        return f"Extract-load: {self.rows:,} rows in {len(self.month_rows)} month(s) ({months})"
+            text = "Extract-load: nothing new to load (every month in the window is up to date)."
+        else:
+            months = ", ".join(f"{m}: {n:,}" for m, n in self.month_rows.items())
+            text = f"Extract-load: {self.rows:,} rows in {len(self.month_rows)} month(s) ({months})"
+        return "\n".join(
+            [
+                text,
+                *(f"Warning: {warning}" for warning in self.warnings),
+                *(f"Note: {note}" for note in self.notes),
+            ]
+        )
 
 
 def meltano_executable() -> str:
@@ -76,6 +108,67 @@ def meltano_env(settings: Settings) -> dict[str, str]:
     # The plugins' own executables come first, then this environment's tools.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
+
+
+def tap_messages(output: str) -> tuple[list[str], list[str]]:
+    """The tap's warnings and notes about the deliveries of a run that succeeded."""
+    warnings, notes = [], []
+    for line in output.splitlines():
+        match = _TAP_LINE_RE.search(_ANSI_RE.sub("", line).rstrip())
+        if match is None:
+            continue
+        text = match.group(1).strip()
+        if "(rule: " in text:
+            warnings.append(text)
+        elif _NOTE_RE.search(text):
+            notes.append(text)
+    return warnings, notes
+
+
+def running_extract_loads(warehouse_id: str) -> list[int]:
+    """Process ids of ``meltano run`` processes loading this warehouse on this machine."""
+    import psutil
+
+    pids = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        command = process.info.get("cmdline") or []
+        if (
+            process.pid != os.getpid()
+            and process.info.get("status") != psutil.STATUS_ZOMBIE
+            and warehouse_id in command
+            and "run" in command
+            and any(Path(part).name == "meltano" for part in command[:2])
+        ):
+            pids.append(process.pid)
+    return sorted(pids)
+
+
+@contextmanager
+def project_lock(timeout: float = PROJECT_LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    """Hold the Meltano project's lock: one extract-load at a time in ``meltano/``.
+
+    An ``flock`` on a file beside Meltano's run files: the operating system releases it when
+    the holder exits, however it exits, so a killed run never leaves it held.
+    """
+    PROJECT_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with PROJECT_LOCK.open("a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ExtractLoadError(
+                        f"Another extract-load in this project has run for over {timeout:.0f} s "
+                        f"(it holds {display_path(PROJECT_LOCK)}): Meltano runs one at a time "
+                        "here. Wait for it, or stop it, then run again."
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def latest_loads(warehouse_path: Path) -> set[str]:
@@ -116,14 +209,29 @@ def _strip_log_prefix(line: str) -> str:
 
 def run_extract_load(settings: Settings, *, log_dir: Path | None = None) -> ExtractLoadResult:
     """Run ``meltano run tap-hdb-resale target-hdb-duckdb`` and report what landed."""
+    with project_lock():
+        return _run_extract_load(settings, log_dir)
+
+
+def _run_extract_load(settings: Settings, log_dir: Path | None) -> ExtractLoadResult:
     started = time.perf_counter()
     warehouse_id = ensure_warehouse(settings.warehouse_path)
     before = latest_loads(settings.warehouse_path)
+    alive = running_extract_loads(warehouse_id)
+    if alive:
+        raise ExtractLoadError(
+            f"Another extract-load into the warehouse {display_path(settings.warehouse_path)} "
+            f"is running (process {', '.join(map(str, alive))}): wait for it to finish, then "
+            "run again."
+        )
     command = [
         meltano_executable(),
         "run",
         "--state-id-suffix",
         warehouse_id,
+        # No run for this warehouse is alive, so a job Meltano still marks as running was
+        # killed, and changed nothing: do not wait five minutes for Meltano to expire it.
+        "--force",
         EXTRACTOR,
         LOADER,
     ]
@@ -142,14 +250,20 @@ def run_extract_load(settings: Settings, *, log_dir: Path | None = None) -> Extr
         log_path = log_dir / "meltano.log"
         log_path.write_text(output)
     if completed.returncode != 0:
+        locked = lock_error_from_text(settings.warehouse_path, output)
+        if locked is not None:
+            raise locked
         raise ExtractLoadError(
             "Extract-load failed; the warehouse and Meltano's state are unchanged.\n"
             + explain_failure(output),
             log_path,
         )
+    warnings, notes = tap_messages(output)
     new = sorted(latest_loads(settings.warehouse_path) - before)
     if not new:
-        return ExtractLoadResult(None, 0, {}, time.perf_counter() - started)
+        return ExtractLoadResult(
+            None, 0, {}, time.perf_counter() - started, warnings=warnings, notes=notes
+        )
     load_id = new[-1]
     with connect(settings.warehouse_path, read_only=True) as con:
         month_rows = dict(
@@ -164,6 +278,8 @@ def run_extract_load(settings: Settings, *, log_dir: Path | None = None) -> Extr
         rows=sum(month_rows.values()),
         month_rows=month_rows,
         seconds=time.perf_counter() - started,
+        warnings=warnings,
+        notes=notes,
     )
 
 

@@ -26,7 +26,7 @@ from hdb_elt.transform import (
     run_marker,
     window_vars,
 )
-from hdb_elt.warehouse import RAW_TABLE, connect
+from hdb_elt.warehouse import RAW_TABLE, connect, lock_error_from_text
 
 FACT_TABLE = "marts.fct_resale_transactions"
 TEST_COLUMNS = ["test", "kind", "model", "column", "severity", "status", "failures", "name"]
@@ -77,6 +77,10 @@ def run_tests(settings: Settings) -> pd.DataFrame:
     )
     target = dbt_target_dir()
     results = own_run_results(target, marker)
+    if completed.returncode != 0:
+        locked = lock_error_from_text(settings.warehouse_path, plain_output(completed))
+        if locked is not None:
+            raise locked
     if results is None:
         if completed.returncode == 0:
             raise DbtTestRunError(f"dbt test finished, but {not_our_results(target)}")

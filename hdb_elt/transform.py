@@ -24,7 +24,7 @@ import pandas as pd
 from hdb_elt.extract_load import source_name
 from hdb_elt.months import Month
 from hdb_elt.settings import DBT_PROJECT_DIR, Settings, display_path, load_settings
-from hdb_elt.warehouse import connect
+from hdb_elt.warehouse import connect, lock_error_from_text
 
 
 def dbt_executable() -> str:
@@ -213,6 +213,9 @@ def build_models(settings: Settings) -> dict[str, dict[str, int]]:
     results = own_run_results(target, marker)
     window = f"{settings.start_month}..{settings.end_month}"
     if completed.returncode != 0:
+        locked = lock_error_from_text(settings.warehouse_path, plain_output(completed))
+        if locked is not None:
+            raise locked
         failures = _failures(results or [])
         detail = "\n".join(failures[:10]) if failures else plain_output(completed)[-3000:]
         raise TransformError(

@@ -80,6 +80,18 @@ _DDL = [
 ]
 
 _LOCK_PID_RE = re.compile(r"PID (\d+)")
+# DuckDB's words when another process holds the file: "Could not set lock on file "<path>":
+# Conflicting lock is held in <executable> (PID <n>) [by user <u>]".
+_LOCK_TEXT_RE = re.compile(r'Could not set lock on file "([^"]+)"|Conflicting lock is held')
+# What a process holding the warehouse usually is, from words in its command line.
+_HOLDERS = (
+    ("ipykernel", "a Jupyter kernel"),
+    ("target-hdb-duckdb", "the Meltano loader of another extract-load"),
+    ("meltano", "Meltano"),
+    ("dagster", "Dagster"),
+    ("dbt", "dbt"),
+    ("jupyter", "Jupyter"),
+)
 
 
 class WarehouseLockedError(RuntimeError):
@@ -88,6 +100,7 @@ class WarehouseLockedError(RuntimeError):
     def __init__(self, path: Path, pid: int | None, holder: str | None) -> None:
         self.path = path
         self.pid = pid
+        self.holder = holder
         who = f"process {pid}" + (f" ({holder})" if holder else "") if pid else "another process"
         super().__init__(
             f"The warehouse {display_path(path)} is locked by {who}: DuckDB lets one process "
@@ -98,16 +111,38 @@ class WarehouseLockedError(RuntimeError):
         )
 
 
-def _lock_error(path: Path, exc: duckdb.Error) -> WarehouseLockedError | None:
-    text = str(exc)
-    if "lock" not in text.lower():
+def describe_process(pid: int, fallback: str | None = None) -> str | None:
+    """What process ``pid`` is, in a few words (a Jupyter kernel, dbt...), if it can be told."""
+    try:
+        import psutil
+
+        command = " ".join(psutil.Process(pid).cmdline())
+    except Exception:  # gone, not ours to inspect, or psutil missing: say what DuckDB said
+        return fallback
+    for word, description in _HOLDERS:
+        if word in command:
+            return description
+    return fallback
+
+
+def lock_error_from_text(path: Path, text: str) -> WarehouseLockedError | None:
+    """The :class:`WarehouseLockedError` that DuckDB's message ``text`` (from this process, or
+    from Meltano's or dbt's output) describes, or None if it is not about a lock."""
+    if not _LOCK_TEXT_RE.search(text):
         return None
     match = _LOCK_PID_RE.search(text)
-    holder = None
+    pid = int(match.group(1)) if match else None
     held = re.search(r"held in (\S+)", text)
-    if held:
-        holder = Path(held.group(1)).name
-    return WarehouseLockedError(path, int(match.group(1)) if match else None, holder)
+    holder = Path(held.group(1)).name if held else None
+    return WarehouseLockedError(path, pid, describe_process(pid, holder) if pid else holder)
+
+
+def _lock_error(path: Path, exc: duckdb.Error) -> WarehouseLockedError | None:
+    text = str(exc)
+    found = lock_error_from_text(path, text)
+    if found is not None or "lock" not in text.lower():
+        return found
+    return WarehouseLockedError(path, None, None)
 
 
 def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from hdb_elt.extract_load import explain_failure
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hdb_elt.extract_load as extract_load
+from hdb_elt.extract_load import (
+    ExtractLoadError,
+    ExtractLoadResult,
+    explain_failure,
+    tap_messages,
+)
+from hdb_elt.warehouse import WarehouseLockedError, describe_process, lock_error_from_text
 
 MELTANO_OUTPUT = """\
 2026-11-24T06:22:11.1Z [info     ] meltano      Running extract & load...
@@ -26,3 +39,82 @@ def test_without_a_known_error_the_last_error_lines_are_shown() -> None:
         "2026Z [info ] meltano Something odd\n2026Z [error ] meltano Loader failed\n"
     )
     assert "Loader failed" in text
+
+
+SUCCESS_OUTPUT = """\
+2026-11-24T07:32:29.7Z [info     ] tap-hdb-resale resale-flat-prices-2023-03.csv, line 1: column(s) 'remarks' are not among the eleven the raw layer keeps, so they are not loaded (rule: the header names the eleven columns; others are ignored)
+2026-11-24T07:32:29.7Z [info     ] tap-hdb-resale Skipped 1 files named for months outside the window 2023-01..2023-03, unread: resale-flat-prices-2023-07.csv
+2026-11-24T07:32:29.7Z [info     ] tap-hdb-resale Months to extract: new: 2023-03; changed: none; lookback: none. Skipped as unchanged: none.
+2026-11-24T07:32:29.9Z [info     ] target-hdb-duckdb INFO target-hdb-duckdb: Loaded 2277 rows into stream resale_flat_prices as load 197b
+"""
+
+
+def test_the_taps_warnings_and_notes_reach_the_summary() -> None:
+    warnings, notes = tap_messages(SUCCESS_OUTPUT)
+    assert warnings == [
+        "resale-flat-prices-2023-03.csv, line 1: column(s) 'remarks' are not among the eleven "
+        "the raw layer keeps, so they are not loaded (rule: the header names the eleven columns; "
+        "others are ignored)"
+    ]
+    assert notes == [
+        "Skipped 1 files named for months outside the window 2023-01..2023-03, unread: "
+        "resale-flat-prices-2023-07.csv"
+    ]
+    result = ExtractLoadResult("x", 2277, {"2023-03": 2277}, warnings=warnings, notes=notes)
+    assert result.summary().splitlines() == [
+        "Extract-load: 2,277 rows in 1 month(s) (2023-03: 2,277)",
+        f"Warning: {warnings[0]}",
+        f"Note: {notes[0]}",
+    ]
+
+
+LOCKED_OUTPUT = """\
+2026-11-24T06:22:11.6Z [info     ] target-hdb-duckdb _duckdb.IOException: IO Error: Could not set lock on file "/data/w.duckdb": Conflicting lock is held in /usr/bin/python3.11 (PID 4242) by user ann. See also https://duckdb.org/docs/current/connect/concurrency
+"""
+
+
+def test_a_lock_met_by_meltanos_loader_or_dbt_is_explained() -> None:
+    error = lock_error_from_text(Path("/data/w.duckdb"), LOCKED_OUTPUT)
+    assert isinstance(error, WarehouseLockedError)
+    assert error.pid == 4242
+    assert "is locked by process 4242 (python3.11)" in str(error)  # no such process here
+    assert "`kill 4242`" in str(error)
+    assert lock_error_from_text(Path("/data/w.duckdb"), "Loader failed: disk full") is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "described"),
+    [(["-m", "ipykernel_launcher"], "a Jupyter kernel"), ([], "python3.11")],
+)
+def test_the_holder_is_named_when_it_is_a_known_tool(extra: list[str], described: str) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *extra])
+    try:
+        assert describe_process(holder.pid, "python3.11") == described
+    finally:
+        holder.kill()
+        holder.wait()
+    assert describe_process(holder.pid, "python3.11") == "python3.11"  # gone
+
+
+def test_extract_loads_in_one_project_run_one_at_a_time(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(extract_load, "PROJECT_LOCK", tmp_path / "lock")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, sys, time; h = open(sys.argv[1], 'a'); fcntl.flock(h, fcntl.LOCK_EX); "
+         "print('held', flush=True); time.sleep(60)", str(tmp_path / "lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        waiting = pytest.raises(ExtractLoadError, match="Meltano runs one at a time here")
+        with waiting, extract_load.project_lock(timeout=0.3):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with extract_load.project_lock(timeout=5):  # released when its holder died
+        pass
+
+
+def test_no_other_extract_load_of_this_warehouse_is_running() -> None:
+    assert extract_load.running_extract_loads("no-such-warehouse-id") == []
