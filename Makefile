@@ -16,7 +16,7 @@ export DAGSTER_HOME
 unexport PYTHONDONTWRITEBYTECODE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run extract-load test test-fast dev lab data lint format bench clean settings notebooks
+.PHONY: help setup run extract-load test test-fast dev lab data doctor checkpoint lint format bench clean settings notebooks
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
@@ -45,6 +45,13 @@ settings: setup ## Show the settings a run would use
 data: setup ## Download the window's months from data.gov.sg into data/raw/
 	$(BIN)/python -m hdb_elt download
 
+doctor: ## Check everything a run needs (tools, pins, warehouse, lock, data, disk), with fixes
+	@test -x $(BIN)/python || { echo "No .venv yet: run make setup first."; exit 1; }
+	$(BIN)/python -m hdb_elt doctor
+
+checkpoint: setup ## Restore a reference state: STAGE=validate, or EXERCISE=01_add_a_validation_rule
+	$(BIN)/python -m hdb_elt checkpoint $(if $(STAGE),--stage $(STAGE)) $(if $(EXERCISE),--exercise $(EXERCISE))
+
 test: setup ## Run every test (the command CI runs), then check the notebooks' outputs
 	@$(BIN)/python -m dagster_orchestration.home >/dev/null
 	$(BIN)/pytest
@@ -57,8 +64,9 @@ dev: setup ## Start the Dagster UI on http://127.0.0.1:3000 (DAGSTER_PORT to cha
 	@$(BIN)/python -m dagster_orchestration.home >/dev/null
 	$(BIN)/dagster dev -h 127.0.0.1 -p $(DAGSTER_PORT)
 
-notebooks: setup ## Re-execute the stage notebooks on the reference data and save their outputs
+notebooks: setup ## Re-execute the stage notebooks and the exercise solutions, saving their outputs
 	$(BIN)/python -c "from hdb_elt.notebooks import refresh_committed; refresh_committed()"
+	$(BIN)/python -c "from hdb_elt.exercises.notebooks import refresh_solutions; refresh_solutions()"
 
 lab: setup ## Open the notebooks in JupyterLab
 	$(BIN)/jupyter lab --ip 127.0.0.1 --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -74,6 +82,6 @@ format: setup ## Format the code (ruff)
 bench: setup ## Measure each stage's time and memory
 	$(BIN)/python -m bench
 
-clean: ## Remove the warehouse, run records and build output (keeps .venv and data/raw)
-	rm -rf data/warehouse data/runs dbt_resale_flat/target dbt_resale_flat/logs .dagster_home
+clean: ## Remove the warehouse, run records, exercise workspaces, checkpoints and build output (keeps .venv and data/raw)
+	rm -rf data/warehouse data/runs data/exercises data/checkpoints dbt_resale_flat/target dbt_resale_flat/logs .dagster_home
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
