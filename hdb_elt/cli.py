@@ -57,12 +57,31 @@ def cmd_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
     return checkpoint_command(settings, args.stage, args.exercise)
 
 
+def cmd_synthesize(settings: Settings, args: argparse.Namespace) -> int:
+    """Write synthetic deliveries (the 2023 months spread over 1990..2025) for the benchmark."""
+    from pathlib import Path
+
+    from hdb_elt.notebooks import REFERENCE_DELIVERIES
+    from hdb_elt.synthetic import synthesize
+
+    source = Path(args.source) if args.source else (settings.data_dir or REFERENCE_DELIVERIES)
+    done = synthesize(
+        source, Path(args.out), args.rows, start=args.start, end=args.end, seed=args.seed
+    )
+    print(
+        f"Wrote {done.rows:,} rows in {len(done.files)} monthly deliveries "
+        f"({done.start}..{done.end}, seed {done.seed}) to {display_path(done.folder)}/"
+    )
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "settings": cmd_settings,
     "extract-load": cmd_extract_load,
     "run": cmd_run,
     "download": cmd_download,
     "checkpoint": cmd_checkpoint,
+    "synthesize": cmd_synthesize,
 }
 
 
@@ -76,6 +95,17 @@ def main(argv: list[str] | None = None) -> int:
         if name == "checkpoint":
             command.add_argument("--stage", help="restore the warehouse as it is after this stage")
             command.add_argument("--exercise", help="reset this exercise's workspace")
+        if name == "synthesize":
+            from hdb_elt.synthetic import DEFAULT_END, DEFAULT_SEED, DEFAULT_START
+
+            command.add_argument("--rows", type=int, required=True, help="rows in all")
+            command.add_argument("--out", required=True, help="folder to write (data/bench/...)")
+            command.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
+            command.add_argument("--start", default=DEFAULT_START, help="first month (YYYY-MM)")
+            command.add_argument("--end", default=DEFAULT_END, help="last month (YYYY-MM)")
+            command.add_argument(
+                "--source", help="reference deliveries (default: ../shared/... or data/raw/)"
+            )
     sub.add_parser("doctor", help="Check everything a run needs, with a fix for each problem")
     args = parser.parse_args(argv)
     if args.command == "doctor":
