@@ -65,8 +65,6 @@ class Case:
     # Marts equal to the reference run's, ignoring these columns (None: not compared).
     same_as_reference: tuple[str, ...] | None = None
     dbt_tests: bool = False
-    # Why the pipeline cannot keep this case's promise yet (the case then must fail).
-    known_gap: str | None = None
 
 
 def march(shared: Path) -> tuple[list[str], list[list[str]]]:
@@ -324,9 +322,6 @@ CASES = [
         (f"{MARCH} line 14: town 'ATLANTIS' is not a known HDB town",
          "(rule town_known, warning)"),
         dbt_tests=True,
-        known_gap="The gate warns and keeps the rows, the transform builds them, then dbt's "
-        "error-severity relationships test fct_resale_transactions.town -> dim_town (a seed "
-        "of 28 towns with their region) fails the test stage, after the marts were built.",
     ),
     Case(
         "2% of rows with impossible prices",
@@ -365,17 +360,7 @@ def fact_rows(warehouse: Path, month: str) -> int:
         ).fetchone()[0]
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            case,
-            id=case.name,
-            marks=[pytest.mark.xfail(reason=case.known_gap, strict=True)] if case.known_gap else [],
-        )
-        for case in CASES
-    ],
-)
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_a_bad_delivery_is_named_and_the_next_good_one_goes_through(
     case: Case, pipeline: Pipeline, reference, shared_monthly: Path
 ) -> None:
