@@ -50,7 +50,7 @@ doctor: ## Check everything a run needs (tools, pins, warehouse, lock, data, dis
 	$(BIN)/python -m hdb_elt doctor
 
 checkpoint: setup ## Restore a reference state: STAGE=validate, or EXERCISE=01_add_a_validation_rule
-	$(BIN)/python -m hdb_elt checkpoint $(if $(STAGE),--stage $(STAGE)) $(if $(EXERCISE),--exercise $(EXERCISE))
+	$(BIN)/python -m hdb_elt checkpoint$(if $(STAGE), --stage $(STAGE))$(if $(EXERCISE), --exercise $(EXERCISE))
 
 test: setup ## Run every test (the command CI runs), then check the notebooks' outputs
 	@$(BIN)/python -m dagster_orchestration.home >/dev/null
