@@ -1,0 +1,605 @@
+"""``make bench``: each stage's time and peak memory from one month to a million rows, beside
+the DuckDB-only floor, and the pipeline end to end through Dagster.
+
+    python -m bench                      # every point, 3 repeats (tens of minutes)
+    python -m bench --quick              # one month, 12 months, 0.1M rows; once (a few minutes)
+    python -m bench --points one_month,synthetic_1m --repeat 2 --sample
+
+Points: one month (2023-06) and the 12 months of 2023 from the reference deliveries, and
+synthetic deliveries (``hdb_elt.synthetic``, seed 0) of about 0.1M, 0.3M and 1M rows over
+1990-01..2025-12, written once under ``data/bench/`` and reused. For every point and repeat:
+
+- the pipeline: the five stage notebooks run by papermill (``hdb_elt.notebooks.iter_stages``)
+  into a new warehouse, each stage timed with the peak resident memory of this process tree
+  (this process, the kernel, Meltano, dbt); each stage's time is split into the notebook's
+  cells (work) and the rest (starting the kernel, papermill);
+- the floor: ``bench.floor`` in its own process, the same work straight in DuckDB;
+- for one month and 12 months, also through Dagster (``bench.dagster``): one partition, and
+  the 12-month backfill (one run per month); its wall time split into kernels, dagstermill's
+  context cell, stage work and Dagster itself.
+
+Results go to ``bench/results/<time>-<mode>.json`` and ``.md`` (``--sample``: also
+``sample.json``/``sample.md``, the committed copy); the table, the ratio of each pipeline figure
+to the floor and the slope of time against rows are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from bench.measure import measure
+from hdb_elt.notebooks import STAGES, iter_stages
+from hdb_elt.settings import DATA_DIR, REPO_ROOT, stage_settings
+from hdb_elt.synthetic import DEFAULT_END, DEFAULT_START, ensure_synthesis
+
+SHARED = (REPO_ROOT / ".." / "shared" / "data" / "hdb_resale" / "monthly").resolve()
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+SYNTHETIC_DIR = DATA_DIR / "bench"
+STAGE_NAMES = dict(
+    zip(STAGES, ("extract_load", "validate", "transform", "test", "report"), strict=True)
+)
+PIPELINE_PATH = "papermill: the five notebooks (hdb_elt.notebooks.run_stages)"
+FLOOR_PATH = "DuckDB only, one process (bench.floor)"
+DAGSTER_PATH = "Dagster in process, as make run (bench.dagster)"
+
+# Targets of issue 8, checked against the figures.
+TARGET_ONE_MONTH_S = 30.0
+TARGET_BACKFILL_S = 180.0
+TARGET_MILLION_S = 300.0
+TARGET_MILLION_MIB = 2048.0
+TARGET_EL_RATIO = 10.0
+
+
+@dataclass(frozen=True)
+class Point:
+    name: str
+    label: str
+    start: str
+    end: str
+    rows: int | None = None  # synthetic rows; None: the reference deliveries
+    dagster: bool = False
+
+    def data_dir(self, reference: Path) -> Path:
+        if self.rows is None:
+            return reference
+        return ensure_synthesis(
+            reference, SYNTHETIC_DIR / self.name, self.rows, start=self.start, end=self.end
+        )
+
+
+POINTS = (
+    Point("one_month", "one month (2023-06)", "2023-06", "2023-06", dagster=True),
+    Point("twelve_months", "12 months (2023)", "2023-01", "2023-12", dagster=True),
+    Point("synthetic_100k", "synthetic 0.1M rows (1990-2025)", DEFAULT_START, DEFAULT_END, 100_000),
+    Point("synthetic_300k", "synthetic 0.3M rows (1990-2025)", DEFAULT_START, DEFAULT_END, 300_000),
+    Point("synthetic_1m", "synthetic 1M rows (1990-2025)", DEFAULT_START, DEFAULT_END, 1_000_000),
+)
+QUICK_POINTS = ("one_month", "twelve_months", "synthetic_100k")
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """min, median and max of the repeats."""
+    return {
+        "min": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def loadavg() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+
+def cell_seconds(notebook: Path) -> float:
+    """Seconds spent in the executed notebook's code cells (papermill records each)."""
+    import nbformat
+
+    total = 0.0
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "code":
+            total += (cell.metadata.get("papermill") or {}).get("duration") or 0.0
+    return total
+
+
+def run_pipeline_once(point: Point, data_dir: Path, work: Path) -> dict:
+    """The five notebooks once into a new warehouse: per stage seconds, work, peak memory."""
+    settings = stage_settings(point.start, point.end, work / "warehouse.duckdb", data_dir)
+    stages = iter_stages(settings, work / "run")
+    figures: dict[str, dict] = {}
+    while True:
+        measured = measure(lambda: next(stages, None))
+        if measured.result is None:
+            break
+        run = measured.result
+        cells = cell_seconds(run.notebook)
+        figures[STAGE_NAMES[run.stage]] = {
+            "seconds": measured.seconds,
+            "work_s": cells,
+            "overhead_s": max(measured.seconds - cells, 0.0),
+            "peak_rss_mib": measured.peak_rss_mib,
+        }
+    from hdb_elt.extract_load import latest_delivery_counts
+
+    figures["rows"] = sum(latest_delivery_counts(settings.warehouse_path).values())
+    return figures
+
+
+def run_floor_once(point: Point, data_dir: Path, work: Path) -> dict:
+    """``bench.floor`` in its own process; its own per-stage figures and its wall time."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.floor",
+            "--data-dir",
+            str(data_dir),
+            "--database",
+            str(work / "floor.duckdb"),
+            "--start",
+            point.start,
+            "--end",
+            point.end,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"The floor failed on {point.name}:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["process_s"] = wall
+    return figures
+
+
+def summarise_stages(runs: list[dict], keys: Sequence[str]) -> dict:
+    stages = {}
+    for stage in STAGE_NAMES.values():
+        stages[stage] = {
+            key: spread([run[stage][key] for run in runs]) for key in keys if key != "peak_rss_mib"
+        }
+        stages[stage]["peak_rss_mib"] = max(run[stage]["peak_rss_mib"] for run in runs)
+    totals = [sum(run[stage]["seconds"] for stage in STAGE_NAMES.values()) for run in runs]
+    return {
+        "stages": stages,
+        "total_s": spread(totals),
+        "peak_rss_mib": max(s["peak_rss_mib"] for s in stages.values()),
+    }
+
+
+def bench_point(point: Point, reference: Path, repeat: int, log: Callable[[str], None]) -> dict:
+    data_dir = point.data_dir(reference)
+    pipeline_runs, floor_runs = [], []
+    for attempt in range(1, repeat + 1):
+        with tempfile.TemporaryDirectory(prefix=f"bench-{point.name}-") as tmp:
+            log(f"{point.label}: pipeline, run {attempt}/{repeat} ...")
+            pipeline_runs.append(run_pipeline_once(point, data_dir, Path(tmp)))
+            log(
+                f"  {sum(pipeline_runs[-1][s]['seconds'] for s in STAGE_NAMES.values()):.1f} s; "
+                f"floor ..."
+            )
+            floor_runs.append(run_floor_once(point, data_dir, Path(tmp)))
+            log(f"  floor {floor_runs[-1]['total_s']:.1f} s (load {loadavg()[0]})")
+    pipeline = summarise_stages(pipeline_runs, ("seconds", "work_s", "overhead_s"))
+    floor = summarise_stages(floor_runs, ("seconds",))
+    floor["process_s"] = spread([run["process_s"] for run in floor_runs])
+    floor["rule_failures"] = floor_runs[-1]["rule_failures"]
+    floor["test_failures"] = floor_runs[-1]["test_failures"]
+    rows = pipeline_runs[-1]["rows"]
+    if floor_runs[-1]["fact_rows"] != rows:
+        raise SystemExit(
+            f"{point.name}: the floor's fact has {floor_runs[-1]['fact_rows']:,} rows, the "
+            f"pipeline loaded {rows:,}: they no longer do the same work."
+        )
+    ratios = {
+        stage: pipeline["stages"][stage]["seconds"]["median"]
+        / max(floor["stages"][stage]["seconds"]["median"], 1e-3)
+        for stage in STAGE_NAMES.values()
+    }
+    ratios["total"] = pipeline["total_s"]["median"] / floor["total_s"]["median"]
+    el = pipeline["stages"]["extract_load"]["seconds"]["median"]
+    return {
+        "name": point.name,
+        "label": point.label,
+        "window": f"{point.start}..{point.end}",
+        "rows": rows,
+        "source": "reference deliveries" if point.rows is None else "synthetic, seed 0",
+        "pipeline": {"path": PIPELINE_PATH, **pipeline},
+        "floor": {"path": FLOOR_PATH, **floor},
+        "ratios": ratios,
+        "extract_load_rows_per_s": rows / el,
+        "floor_extract_load_rows_per_s": rows
+        / max(floor["stages"]["extract_load"]["seconds"]["median"], 1e-3),
+        "loadavg": loadavg(),
+    }
+
+
+# --- Dagster, start-up costs ---------------------------------------------------------------------
+
+
+def bench_dagster(months: list[str], reference: Path, repeat: int, kernel: float) -> dict:
+    from bench.dagster import run_months
+
+    walls, parts = [], []
+    for _ in range(repeat):
+        measured = measure(lambda: run_months(months, reference, kernel))
+        total, runs = measured.result
+        walls.append(total.wall)
+        parts.append((total, measured.peak_rss_mib, [r.wall for r in runs]))
+    total, _, per_run = parts[walls.index(statistics.median_low(walls))]
+    return {
+        "path": DAGSTER_PATH,
+        "runs": len(months),
+        "window": f"{months[0]}..{months[-1]}",
+        "wall_s": spread(walls),
+        "median_run_s": statistics.median(per_run),
+        "split_s": {
+            "kernels": total.kernels,
+            "dagstermill": total.dagstermill,
+            "stage_work": total.work,
+            "dagster": total.dagster,
+        },
+        "peak_rss_mib": max(p[1] for p in parts),
+        "loadavg": loadavg(),
+    }
+
+
+def timed_command(command: list[str], repeat: int, cwd: Path = REPO_ROOT) -> dict:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run(command, cwd=cwd, capture_output=True, check=True)
+        times.append(time.perf_counter() - started)
+    return spread(times)
+
+
+def start_up_costs(repeat: int) -> dict:
+    """What every run pays before any row moves: processes and kernels starting."""
+    from bench.notebooks import kernel_startup_seconds
+    from hdb_elt.extract_load import meltano_executable
+    from hdb_elt.transform import dbt_executable
+
+    kernels = [kernel_startup_seconds(1) for _ in range(repeat)]
+    return {
+        "kernel_start_s": spread(kernels),
+        "python_start_s": timed_command([sys.executable, "-c", "pass"], repeat),
+        "meltano_cli_start_s": timed_command([meltano_executable(), "--version"], repeat),
+        "dbt_cli_start_s": timed_command([dbt_executable(), "--version"], repeat),
+        "dagster_process_start_s": timed_command(
+            [sys.executable, "-c", "import dagster_orchestration.definitions"], repeat
+        ),
+    }
+
+
+# --- slope, targets, output ----------------------------------------------------------------
+
+
+def fit(rows: Sequence[float], seconds: Sequence[float]) -> dict:
+    """Least squares ``seconds = fixed + per_million * rows / 1e6``, and the log-log exponent
+    between the smallest and largest points (1: linear; under 1: fixed costs still weigh)."""
+    n = len(rows)
+    mean_x, mean_y = sum(rows) / n, sum(seconds) / n
+    sxx = sum((x - mean_x) ** 2 for x in rows)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(rows, seconds, strict=True)) / sxx
+    first, last = min(range(n), key=rows.__getitem__), max(range(n), key=rows.__getitem__)
+    exponent = math.log(seconds[last] / seconds[first]) / math.log(rows[last] / rows[first])
+    return {
+        "per_million_rows_s": slope * 1e6,
+        "fixed_s": mean_y - slope * mean_x,
+        "exponent": exponent,
+    }
+
+
+def slopes(points: list[dict]) -> dict | None:
+    """Time against rows over the points with at least 12 months (one month is start-up)."""
+    used = [p for p in points if p["rows"] > 20_000]
+    if len(used) < 2:
+        return None
+    rows = [p["rows"] for p in used]
+    result = {
+        "points": [p["name"] for p in used],
+        "pipeline": fit(rows, [p["pipeline"]["total_s"]["median"] for p in used]),
+        "floor": fit(rows, [p["floor"]["total_s"]["median"] for p in used]),
+        "stages": {
+            stage: fit(rows, [p["pipeline"]["stages"][stage]["seconds"]["median"] for p in used])
+            for stage in STAGE_NAMES.values()
+        },
+    }
+    return result
+
+
+def targets(points: dict[str, dict], dagster: dict[str, dict], slope: dict | None) -> list[dict]:
+    checks = []
+
+    def check(name: str, goal: str, value: float | None, met: bool | None, note: str) -> None:
+        checks.append({"target": name, "goal": goal, "value": value, "met": met, "note": note})
+
+    one = dagster.get("one_month")
+    check(
+        "one month end to end through Dagster",
+        f"< {TARGET_ONE_MONTH_S:.0f} s",
+        one and one["wall_s"]["median"],
+        one and one["wall_s"]["median"] < TARGET_ONE_MONTH_S,
+        "median wall of one partition run",
+    )
+    year = dagster.get("twelve_months")
+    check(
+        "12-month backfill through Dagster",
+        f"< {TARGET_BACKFILL_S:.0f} s",
+        year and year["wall_s"]["median"],
+        year and year["wall_s"]["median"] < TARGET_BACKFILL_S,
+        "12 runs, one per month, one after the other",
+    )
+    million = points.get("synthetic_1m")
+    check(
+        "1M rows through the whole pipeline",
+        f"< {TARGET_MILLION_S:.0f} s",
+        million and million["pipeline"]["total_s"]["median"],
+        million and million["pipeline"]["total_s"]["median"] < TARGET_MILLION_S,
+        PIPELINE_PATH,
+    )
+    check(
+        "1M rows: peak memory",
+        f"< {TARGET_MILLION_MIB:.0f} MiB",
+        million and million["pipeline"]["peak_rss_mib"],
+        million and million["pipeline"]["peak_rss_mib"] < TARGET_MILLION_MIB,
+        "resident memory of the whole process tree, this benchmark's process included",
+    )
+    check(
+        "time grows no worse than linearly",
+        "exponent <= 1.1",
+        slope and slope["pipeline"]["exponent"],
+        slope and slope["pipeline"]["exponent"] <= 1.1,
+        "log-log slope of total time between the smallest and largest point",
+    )
+    check(
+        "extract-load within 10x of the floor at 1M rows",
+        f"<= {TARGET_EL_RATIO:.0f}x",
+        million and million["ratios"]["extract_load"],
+        million and million["ratios"]["extract_load"] <= TARGET_EL_RATIO,
+        "extract-load stage (notebook) median / floor's read_csv into raw",
+    )
+    return checks
+
+
+def _s(value: float) -> str:
+    return f"{value:.1f}" if value >= 0.95 else f"{value:.2f}"
+
+
+def markdown(result: dict) -> str:
+    meta = result["meta"]
+    lines = [
+        f"# Benchmark {meta['finished']} ({'quick' if meta['quick'] else 'full'}, "
+        f"{meta['repeat']} run(s) per figure)",
+        "",
+        f"Machine: {meta['machine']['cpus']} cores, {meta['machine']['memory_gib']:.1f} GiB, "
+        f"{meta['machine']['platform']}, Python {meta['machine']['python']}. Load average "
+        f"(1, 5, 15 min) at the start {meta['loadavg_start']}, at the end "
+        f"{meta['loadavg_end']}. Commit {meta['commit']}.",
+        "",
+        "## Per stage: pipeline and floor",
+        "",
+        f"Pipeline: {PIPELINE_PATH}, a new warehouse per run; seconds min / median / max; work "
+        "= the notebook's cells (median), the rest is the kernel starting and papermill. "
+        f"Floor: {FLOOR_PATH}. Peak: resident memory of the process tree (this benchmark's "
+        f"process included, {meta['bench_rss_mib']:.0f} MiB at rest), the largest of the runs.",
+        "",
+        "| point | rows | stage | pipeline s (min / median / max) | work s | peak MiB "
+        "| floor s | floor MiB | ratio |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for point in result["points"]:
+        pipe, floor = point["pipeline"], point["floor"]
+        for stage in (*STAGE_NAMES.values(), "total"):
+            if stage == "total":
+                seconds, work = pipe["total_s"], None
+                peak, fsec, fpeak = pipe["peak_rss_mib"], floor["total_s"]["median"], None
+                fpeak = floor["peak_rss_mib"]
+            else:
+                data = pipe["stages"][stage]
+                seconds, work, peak = (
+                    data["seconds"],
+                    data["work_s"]["median"],
+                    data["peak_rss_mib"],
+                )
+                fsec = floor["stages"][stage]["seconds"]["median"]
+                fpeak = floor["stages"][stage]["peak_rss_mib"]
+            label = f"**{stage}**" if stage == "total" else stage
+            lines.append(
+                f"| {point['label']} | {point['rows']:,} | {label} | "
+                f"{_s(seconds['min'])} / **{_s(seconds['median'])}** / {_s(seconds['max'])} | "
+                f"{'' if work is None else _s(work)} | {peak:,.0f} | {_s(fsec)} | {fpeak:,.0f} | "
+                f"{point['ratios'][stage]:,.0f}x |"
+            )
+    lines += ["", "Extract-load throughput (rows/s, median): "]
+    lines.append(
+        "; ".join(
+            f"{p['label']}: pipeline {p['extract_load_rows_per_s']:,.0f}, floor "
+            f"{p['floor_extract_load_rows_per_s']:,.0f}"
+            for p in result["points"]
+        )
+        + "."
+    )
+    if result["dagster"]:
+        lines += [
+            "",
+            f"## End to end through Dagster ({DAGSTER_PATH})",
+            "",
+            "| window | runs | wall s (min / median / max) | kernels s | dagstermill s "
+            "| stage work s | Dagster s | peak MiB |",
+            "|---|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, d in result["dagster"].items():
+            split, wall = d["split_s"], d["wall_s"]
+            lines.append(
+                f"| {d['window']} ({name}) | {d['runs']} | {_s(wall['min'])} / "
+                f"**{_s(wall['median'])}** / {_s(wall['max'])} | {_s(split['kernels'])} | "
+                f"{_s(split['dagstermill'])} | {_s(split['stage_work'])} | "
+                f"{_s(split['dagster'])} | {d['peak_rss_mib']:,.0f} |"
+            )
+    costs = result["start_up"]
+    lines += [
+        "",
+        "## Start-up costs (median s; every run pays them, whatever its size)",
+        "",
+        "| kernel | python | meltano CLI | dbt CLI | Dagster code location (new process) |",
+        "|---:|---:|---:|---:|---:|",
+        "| "
+        + " | ".join(
+            _s(costs[k]["median"])
+            for k in (
+                "kernel_start_s",
+                "python_start_s",
+                "meltano_cli_start_s",
+                "dbt_cli_start_s",
+                "dagster_process_start_s",
+            )
+        )
+        + " |",
+    ]
+    slope = result["slope"]
+    if slope:
+        pipe, floor = slope["pipeline"], slope["floor"]
+        lines += [
+            "",
+            f"## Time against rows ({', '.join(slope['points'])})",
+            "",
+            f"Pipeline: {pipe['fixed_s']:.1f} s + {pipe['per_million_rows_s']:.1f} s per million "
+            f"rows, exponent {pipe['exponent']:.2f}. Floor: {floor['fixed_s']:.1f} s + "
+            f"{floor['per_million_rows_s']:.1f} s per million rows, exponent "
+            f"{floor['exponent']:.2f}. Per stage, s per million rows: "
+            + ", ".join(
+                f"{stage} {fit_['per_million_rows_s']:.1f}"
+                for stage, fit_ in slope["stages"].items()
+            )
+            + ".",
+        ]
+    lines += ["", "## Targets", "", "| target | goal | measured | met |", "|---|---|---:|---|"]
+    for t in result["targets"]:
+        value = "not measured" if t["value"] is None else f"{t['value']:,.2f}"
+        met = "-" if t["met"] is None else ("yes" if t["met"] else "**no**")
+        lines.append(f"| {t['target']} | {t['goal']} | {value} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def git_commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return done.stdout.strip() + ("+changes" if dirty else "") if done.returncode == 0 else "-"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one month, 12 months, 0.1M; once")
+    parser.add_argument("--repeat", type=int, help="runs per figure (default 3; --quick 1)")
+    parser.add_argument(
+        "--points", help=f"comma-separated subset of {', '.join(p.name for p in POINTS)}"
+    )
+    parser.add_argument("--no-dagster", action="store_true", help="leave out the Dagster runs")
+    parser.add_argument("--data-dir", type=Path, default=SHARED, help="reference deliveries")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
+    parser.add_argument("--sample", action="store_true", help="also write sample.json/.md")
+    args = parser.parse_args(argv)
+
+    if not any(args.data_dir.glob("*.csv")):
+        sys.exit(f"No reference deliveries in {args.data_dir}: pass --data-dir.")
+    repeat = args.repeat or (1 if args.quick else 3)
+    names = args.points.split(",") if args.points else (QUICK_POINTS if args.quick else None)
+    unknown = set(names or ()) - {p.name for p in POINTS}
+    if unknown:
+        sys.exit(f"Unknown point(s) {', '.join(sorted(unknown))}.")
+    chosen = [p for p in POINTS if names is None or p.name in names]
+    os.environ["TQDM_DISABLE"] = "1"
+
+    def log(text: str) -> None:
+        print(text, flush=True)
+
+    started = datetime.now(UTC)
+    meta = {
+        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "quick": args.quick,
+        "repeat": repeat,
+        "points": [p.name for p in chosen],
+        "loadavg_start": loadavg(),
+        "commit": git_commit(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_gib": psutil.virtual_memory().total / 2**30,
+            "platform": platform.platform(terse=True),
+            "python": platform.python_version(),
+        },
+        "bench_rss_mib": psutil.Process().memory_info().rss / 2**20,
+    }
+    log(f"Benchmark: {', '.join(meta['points'])}; {repeat} run(s) each; load {loadavg()}")
+    start_up = start_up_costs(repeat)
+    log(f"Start-up costs measured (kernel {start_up['kernel_start_s']['median']:.1f} s)")
+    points = [bench_point(point, args.data_dir, repeat, log) for point in chosen]
+    dagster: dict[str, dict] = {}
+    if not args.no_dagster:
+        kernel = start_up["kernel_start_s"]["median"]
+        for point in chosen:
+            if not point.dagster:
+                continue
+            months = [str(m) for m in _months(point.start, point.end)]
+            log(f"{point.label}: through Dagster ({len(months)} run(s)) ...")
+            dagster[point.name] = bench_dagster(months, args.data_dir, repeat, kernel)
+            log(f"  {dagster[point.name]['wall_s']['median']:.1f} s")
+    slope = slopes(points)
+    meta["finished"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    meta["loadavg_end"] = loadavg()
+    result = {
+        "meta": meta,
+        "start_up": start_up,
+        "points": points,
+        "dagster": dagster,
+        "slope": slope,
+        "targets": targets({p["name"]: p for p in points}, dagster, slope),
+    }
+    text = markdown(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{'quick' if args.quick else 'full'}"
+    names_written = [stem] + (["sample"] if args.sample else [])
+    for name in names_written:
+        (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / f"{name}.md").write_text(text)
+    print("\n" + text)
+    print(f"Written: {', '.join(str(args.out / n) + '.{json,md}' for n in names_written)}")
+    return 0
+
+
+def _months(start: str, end: str) -> list:
+    from hdb_elt.months import Month
+
+    return Month.parse(start).range_to(Month.parse(end))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

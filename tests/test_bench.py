@@ -1,0 +1,135 @@
+"""The benchmark: its DuckDB floor builds what dbt builds, and ``python -m bench --quick``
+writes the results it promises."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from dbt_support import dbt, load_deliveries
+
+from hdb_elt.settings import REPO_ROOT
+from hdb_elt.synthetic import synthesize
+
+# bench/ is the repository's benchmark scripts, run as `python -m bench` from its root, not an
+# installed package.
+sys.path.insert(0, str(REPO_ROOT))
+from bench.floor import run_floor
+from bench.scale import fit
+
+STAGES = ["extract_load", "validate", "transform", "test", "report"]
+
+
+def fact_by_month(database: Path, fact: str, agg: str) -> tuple[list, list, set]:
+    """Per month (rows, total price, distinct ids), the aggregate table, and every id."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        months = con.execute(
+            f"select month_key, count(*), sum(resale_price), count(distinct transaction_id) "
+            f"from {fact} group by all order by month_key"
+        ).fetchall()
+        aggregate = con.execute(
+            "select month_key, town, flat_type, transactions, median_price, mean_price, "
+            f"median_price_per_sqm, min_price, max_price from {agg} order by all"
+        ).fetchall()
+        ids = {row[0] for row in con.execute(f"select transaction_id from {fact}").fetchall()}
+    return months, aggregate, ids
+
+
+@pytest.mark.slow
+def test_the_floor_builds_the_marts_dbt_builds(shared_monthly: Path, tmp_path: Path) -> None:
+    # Two reference months (2023-03 holds identical twins) and a year of synthetic rows.
+    synthetic = synthesize(
+        shared_monthly, tmp_path / "synthetic", 600, start="2020-01", end="2020-12"
+    )
+    files = [*synthetic.files, *sorted(shared_monthly.glob("*2023-0[34].csv"))]
+    warehouse = tmp_path / "warehouse.duckdb"
+    load_deliveries(warehouse, files)
+    code, output, _ = dbt(
+        ["build", "--exclude-resource-type", "unit_test"], warehouse, tmp_path / "target"
+    )
+    assert code == 0, output[-3000:]
+
+    floor = run_floor(files, tmp_path / "floor.duckdb", "2020-01", "2023-04")
+
+    built = fact_by_month(
+        warehouse, "marts.fct_resale_transactions", "marts.agg_monthly_town_prices"
+    )
+    ours = fact_by_month(
+        tmp_path / "floor.duckdb", "fct_resale_transactions", "agg_monthly_town_prices"
+    )
+    assert floor["fact_rows"] == sum(row[1] for row in built[0]) > 4_000
+    assert ours[0] == built[0]  # rows, total price and distinct ids per month
+    assert ours[1] == built[1]  # the monthly aggregate, every column
+    assert ours[2] == built[2]  # the same transaction ids
+    assert set(floor["test_failures"].values()) == {0}
+    assert floor["rule_failures"]["identical_rows"] > 0  # 2023-03 and 04 hold identical twins
+    assert {
+        k: v
+        for k, v in floor["rule_failures"].items()
+        if k not in ("rows_checked", "identical_rows")
+    } == dict.fromkeys(
+        [
+            "types_parse",
+            "month_format",
+            "month_in_window",
+            "flat_type_known",
+            "storey_range_format",
+            "floor_area_plausible",
+            "resale_price_plausible",
+            "lease_year_plausible",
+            "remaining_lease_format",
+            "town_known",
+        ],
+        0,
+    )
+    for stage in STAGES:
+        assert floor[stage]["seconds"] >= 0 and floor[stage]["peak_rss_mib"] > 0
+
+
+def test_fit_finds_a_linear_slope() -> None:
+    line = fit([100_000, 300_000, 1_000_000], [12.0, 32.0, 102.0])
+    assert line["per_million_rows_s"] == pytest.approx(100.0)
+    assert line["fixed_s"] == pytest.approx(2.0)
+    assert 0.9 < line["exponent"] < 1.0  # the fixed 2 s still weigh at 0.1M rows
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_its_table_and_json(shared_monthly: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--points", "one_month", "--out", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [written] = tmp_path.glob("*-quick.json")
+    result = json.loads(written.read_text())
+    assert set(result) == {"meta", "start_up", "points", "dagster", "slope", "targets"}
+    assert result["meta"]["quick"] is True and result["meta"]["repeat"] == 1
+    assert len(result["meta"]["loadavg_start"]) == 3 and len(result["meta"]["loadavg_end"]) == 3
+    [point] = result["points"]
+    assert point["name"] == "one_month" and point["rows"] > 1_000
+    assert point["pipeline"]["path"].startswith("papermill")
+    for stage in STAGES:
+        figures = point["pipeline"]["stages"][stage]
+        assert set(figures["seconds"]) == {"min", "median", "max", "n"}
+        assert figures["seconds"]["min"] > 0 and figures["peak_rss_mib"] > 0
+        assert point["floor"]["stages"][stage]["seconds"]["median"] >= 0
+        assert point["ratios"][stage] > 0
+    assert len(point["loadavg"]) == 3
+    assert result["dagster"]["one_month"]["runs"] == 1
+    assert result["dagster"]["one_month"]["wall_s"]["median"] > 0
+    assert {t["target"] for t in result["targets"]} >= {
+        "one month end to end through Dagster",
+        "1M rows through the whole pipeline",
+    }
+    table = written.with_suffix(".md").read_text()
+    assert "| point | rows | stage |" in table and "## Targets" in table
+    assert "Load average" in table
+    assert "| one month (2023-06) |" in done.stdout
