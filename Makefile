@@ -79,8 +79,12 @@ format: setup ## Format the code (ruff)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: setup ## Measure each stage's time and memory
-	$(BIN)/python -m bench
+bench: setup ## Time and memory of each stage, one month to 1M rows, beside a DuckDB floor (ARGS=--quick)
+	$(BIN)/python -m bench $(ARGS)
+
+.PHONY: bench-quick
+bench-quick: setup ## The benchmark's quick mode: one month, 12 months, 0.1M rows, once (CI)
+	$(BIN)/python -m bench --quick $(ARGS)
 
 clean: ## Remove the warehouse, run records, exercise workspaces, checkpoints and build output (keeps .venv and data/raw)
 	rm -rf data/warehouse data/runs data/exercises data/checkpoints dbt_resale_flat/target dbt_resale_flat/logs .dagster_home
