@@ -82,12 +82,33 @@ class Row:
 
 @dataclass(frozen=True)
 class MonthDelivery:
-    """All rows of one registration month, from the one file that delivered them."""
+    """One registration month, checked, from the one file that delivered it.
+
+    Its rows are not kept (a million rows would take a gigabyte): :meth:`read_rows` reads them
+    again when they are emitted, and refuses them unless they are exactly the rows checked.
+    """
 
     month: str
     path: Path
-    rows: list[Row]
+    row_count: int
     fingerprint: str
+
+    def read_rows(self, log: logging.Logger = logger) -> list[Row]:
+        """The month's rows, read again from its file; a file changed since it was checked
+        raises :class:`DeliveryError`, so a run never loads rows it did not check."""
+        rows = [
+            row for row in read_delivery(self.path, log, check=False) if row.month == self.month
+        ]
+        if len(rows) != self.row_count or fingerprint(rows) != self.fingerprint:
+            raise DeliveryError(
+                self.path.name,
+                None,
+                f"changed while the run was reading it (its rows of {self.month} differ from "
+                "the ones checked a moment before)",
+                rule="a delivery does not change during a run",
+                todo="Wait until the file is completely written, then run again.",
+            )
+        return rows
 
 
 def value_problem(column: str, value: str) -> tuple[str, str] | None:
@@ -221,12 +242,14 @@ def _check_row(name: str, line: int, fields: list[str], header: list[str]) -> No
     )
 
 
-def read_delivery(path: Path, log: logging.Logger = logger) -> list[Row]:
+def read_delivery(path: Path, log: logging.Logger = logger, *, check: bool = True) -> list[Row]:
     """Read one CSV delivery and check every row; raise :class:`DeliveryError` on any problem.
 
     A file named for a month (``...-2023-05.csv``) must hold only that month's rows, and a
     delivery ends with a line break: a last line without one was probably cut short (an
-    interrupted download or copy), even when its fields look complete.
+    interrupted download or copy), even when its fields look complete. ``check=False`` leaves
+    out the checks of single values, for a second reading whose fingerprint the caller
+    compares with the first (:meth:`MonthDelivery.read_rows`).
     """
     name = path.name
     name_month = month_in_name(name)
@@ -243,6 +266,9 @@ def read_delivery(path: Path, log: logging.Logger = logger) -> list[Row]:
                 continue
             _check_row(name, line, fields, header)
             values = tuple(fields[index[column]] for column in COLUMNS)
+            if not check:
+                rows.append(Row(line, values))
+                continue
             for column, value in zip(COLUMNS, values, strict=True):
                 if found := value_problem(column, value):
                     problem, rule = found
@@ -359,7 +385,7 @@ def collect_months(
                     rule="each month comes from exactly one file in a run",
                     todo="Move one of the two files out of data_dir and run again.",
                 )
-            found[month] = MonthDelivery(month, path.resolve(), rows, fingerprint(rows))
+            found[month] = MonthDelivery(month, path.resolve(), len(rows), fingerprint(rows))
     if skipped_files:
         log.info(
             "Skipped %d files named for months outside the window %s, unread: %s",

@@ -5,6 +5,8 @@ Run it as ``tap-hdb-resale --config config.json [--state state.json]`` (Meltano 
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -21,14 +23,34 @@ from tap_hdb_resale.state import DEFAULT_LOOKBACK_MONTHS
 from tap_hdb_resale.streams import ResaleFlatPricesStream
 
 
+def _json_default(value: object) -> str:
+    # As the SDK's encoder: datetimes (time_extracted) in ISO format, anything else as text.
+    return value.isoformat(sep="T") if hasattr(value, "isoformat") else str(value)
+
+
 class _Writer(SingerWriter):
-    """The SDK's message writer, remembering the type of the last message it wrote."""
+    """The SDK's message writer, remembering the type of the last message it wrote.
+
+    Two changes for speed, the messages being the same: RECORD messages (text values and an
+    integer) are serialized by the standard library's C encoder instead of simplejson's, and
+    stdout is flushed after every other message instead of after each record, so a million
+    records are not a million system calls. A STATE still reaches the loader only after every
+    RECORD before it: it is written to the same stream, then flushed.
+    """
 
     last_type: str | None = None
 
+    def serialize_message(self, message: singer.Message) -> str:
+        if isinstance(message, singer.RecordMessage):
+            return json.dumps(message.to_dict(), separators=(",", ":"), default=_json_default)
+        return super().serialize_message(message)
+
     def write_message(self, message: singer.Message) -> None:
-        super().write_message(message)
-        self.last_type = str(getattr(message.type, "value", message.type))
+        kind = str(getattr(message.type, "value", message.type))
+        sys.stdout.write(self.format_message(message) + "\n")
+        if kind != "RECORD":
+            sys.stdout.flush()
+        self.last_type = kind
 
 
 def month_setting_errors(config: Mapping[str, Any]) -> list[str]:
