@@ -111,7 +111,8 @@ def meltano_env(settings: Settings) -> dict[str, str]:
 
 
 def tap_messages(output: str) -> tuple[list[str], list[str]]:
-    """The tap's warnings and notes about the deliveries of a run that succeeded."""
+    """The tap's warnings and notes about the deliveries of a run that succeeded, each once
+    (the tap may meet a header twice: fingerprinting a delivery, then extracting it)."""
     warnings, notes = [], []
     for line in output.splitlines():
         match = _TAP_LINE_RE.search(_ANSI_RE.sub("", line).rstrip())
@@ -119,9 +120,13 @@ def tap_messages(output: str) -> tuple[list[str], list[str]]:
             continue
         text = match.group(1).strip()
         if "(rule: " in text:
-            warnings.append(text)
+            found = warnings
         elif _NOTE_RE.search(text):
-            notes.append(text)
+            found = notes
+        else:
+            continue
+        if text not in found:
+            found.append(text)
     return warnings, notes
 
 

@@ -41,8 +41,11 @@ def test_without_a_known_error_the_last_error_lines_are_shown() -> None:
     assert "Loader failed" in text
 
 
+# The tap reads a header twice (fingerprinting the delivery, then extracting it), so it may
+# say the same thing twice: the summary says it once.
 SUCCESS_OUTPUT = """\
 2026-11-24T07:32:29.7Z [info     ] tap-hdb-resale resale-flat-prices-2023-03.csv, line 1: column(s) 'remarks' are not among the eleven the raw layer keeps, so they are not loaded (rule: the header names the eleven columns; others are ignored)
+2026-11-24T07:32:29.8Z [info     ] tap-hdb-resale resale-flat-prices-2023-03.csv, line 1: column(s) 'remarks' are not among the eleven the raw layer keeps, so they are not loaded (rule: the header names the eleven columns; others are ignored)
 2026-11-24T07:32:29.7Z [info     ] tap-hdb-resale Skipped 1 files named for months outside the window 2023-01..2023-03, unread: resale-flat-prices-2023-07.csv
 2026-11-24T07:32:29.7Z [info     ] tap-hdb-resale Months to extract: new: 2023-03; changed: none; lookback: none. Skipped as unchanged: none.
 2026-11-24T07:32:29.9Z [info     ] target-hdb-duckdb INFO target-hdb-duckdb: Loaded 2277 rows into stream resale_flat_prices as load 197b
