@@ -520,3 +520,22 @@ def test_quarantined_sample_shows_file_line_rule_and_detail():
          "rule": "resale_price_plausible", "detail": sample.loc[0, "detail"]}
     ]  # fmt: skip
     assert "'1'" in sample.loc[0, "detail"]
+
+
+def test_recorded_results_of_clean_and_failing_months_are_those_of_each_month_alone(warehouse):
+    # record_results writes a clean month from a template, a failing one through _summarise:
+    # both must be what validating that month alone reports.
+    clean, failing = delivery(50, "2023-01"), at_line(delivery(50, "2023-02"), 3, town="MARS")
+    report = validate_load(pd.concat([clean, failing], ignore_index=True), "2023-01", "2023-12")
+    record_results(warehouse, report)
+    with connect(warehouse, read_only=True) as con:
+        recorded = con.execute(
+            "select month, rule, severity, status, failing_rows, checked_rows, sample "
+            "from audit.validation_results order by month, rule"
+        ).fetchall()
+    expected = []
+    for month, rows in (("2023-01", clean), ("2023-02", failing)):
+        alone = validate_load(rows, "2023-01", "2023-12").results
+        expected += [(month, *row) for row in alone.itertuples(index=False, name=None)]
+    assert recorded == sorted(expected)
+    assert ("2023-02", "town_known", "warning", "warn", 1, 50) in [r[:6] for r in recorded]
