@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import hdb_elt.extract_load as extract_load
@@ -92,6 +94,11 @@ def test_a_lock_met_by_meltanos_loader_or_dbt_is_explained() -> None:
 def test_the_holder_is_named_when_it_is_a_known_tool(extra: list[str], described: str) -> None:
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *extra])
     try:
+        # Until the child has exec'd, its command line is still the parent's (pytest's).
+        deadline = time.monotonic() + 30
+        while "time.sleep" not in " ".join(psutil.Process(holder.pid).cmdline()):
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.05)
         assert describe_process(holder.pid, "python3.11") == described
     finally:
         holder.kill()
