@@ -54,7 +54,7 @@ checkpoint: setup ## Restore a reference state: STAGE=validate, or EXERCISE=01_a
 
 test: setup ## Run every test (the command CI runs), then check the notebooks' outputs
 	@$(BIN)/python -m dagster_orchestration.home >/dev/null
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=25
 	$(BIN)/pytest --nbval notebooks/
 
 test-fast: setup ## Run the tests not marked slow
