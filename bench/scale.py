@@ -434,9 +434,10 @@ def markdown(result: dict) -> str:
                 f"{'' if work is None else _s(work)} | {peak:,.0f} | {_s(fsec)} | {fpeak:,.0f} | "
                 f"{point['ratios'][stage]:,.0f}x |"
             )
-    lines += ["", "Extract-load throughput (rows/s, median): "]
+    lines.append("")
     lines.append(
-        "; ".join(
+        "Extract-load throughput (rows/s, median): "
+        + "; ".join(
             f"{p['label']}: pipeline {p['extract_load_rows_per_s']:,.0f}, floor "
             f"{p['floor_extract_load_rows_per_s']:,.0f}"
             for p in result["points"]
@@ -562,11 +563,12 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(terse=True),
             "python": platform.python_version(),
         },
-        "bench_rss_mib": psutil.Process().memory_info().rss / 2**20,
     }
     log(f"Benchmark: {', '.join(meta['points'])}; {repeat} run(s) each; load {loadavg()}")
     start_up = start_up_costs(repeat)
     log(f"Start-up costs measured (kernel {start_up['kernel_start_s']['median']:.1f} s)")
+    # What this process holds before the first stage runs (it is part of every peak below).
+    meta["bench_rss_mib"] = psutil.Process().memory_info().rss / 2**20
     points = [bench_point(point, args.data_dir, repeat, log) for point in chosen]
     dagster: dict[str, dict] = {}
     if not args.no_dagster:
