@@ -383,11 +383,28 @@ def test_a_unit_test_that_misses_a_mutant_is_not_enough(scratch: Path) -> None:
     ws.write_file(YML_FILE, unit_test_yml([(" 4  room ", "4 ROOM")]), variable="unit_test_yml")
     result = check_dbt_unit_test(ws)
     assert "it passes on the real staging model." in result.right
-    assert "it fails when flat types are no longer trimmed" in " ".join(result.right)
+    for part in ("trimmed", "made one", "upper-cased"):
+        assert any(part in line and "catches that mistake" in line for line in result.right)
     assert result.missing == [
         "it still passes when 'MULTI GENERATION' is no longer spelled 'MULTI-GENERATION'."
     ]
     assert "give one row the flat_type 'MULTI GENERATION'" in str(result)
+
+
+@pytest.mark.slow
+def test_each_part_of_the_cleaning_needs_a_row_of_its_own(scratch: Path) -> None:
+    """A test whose messy row has no double space inside cannot catch a lost
+    regexp_replace, however well it tests the rest."""
+    from hdb_elt.exercises.dbt_unit_test import YML_FILE, check_dbt_unit_test
+
+    ws = workspace("03", activate=False)
+    rows = [(" 4 room ", "4 ROOM"), ("MULTI GENERATION", "MULTI-GENERATION")]
+    ws.write_file(YML_FILE, unit_test_yml(rows), variable="unit_test_yml")
+    result = check_dbt_unit_test(ws)
+    assert result.missing == [
+        "it still passes when runs of spaces inside a flat type are no longer made one."
+    ]
+    assert "such as '4  ROOM'" in str(result)
 
 
 @pytest.mark.slow

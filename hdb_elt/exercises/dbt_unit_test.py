@@ -26,7 +26,7 @@ EXISTING = {
     "test_transaction_id_on_identical_rows",
 }
 
-# The cleaning as it stands in the staging model, and two ways of breaking it.
+# The cleaning as it stands in the staging model, and a way of breaking each of its parts.
 CLEANING = """        replace(
             upper(regexp_replace(trim(flat_type), ' +', ' ', 'g')),
             'MULTI GENERATION',
@@ -50,10 +50,26 @@ MUTANTS = (
         "give one row the flat_type 'MULTI GENERATION' and expect 'MULTI-GENERATION'.",
     ),
     Mutant(
-        "no_case_or_spaces",
-        "flat types are no longer trimmed, upper-cased and single-spaced",
-        "        replace(flat_type, 'MULTI GENERATION', 'MULTI-GENERATION') as flat_type,",
-        "give rows with messy values, such as ' 4 room ' or '3  ROOM', and expect the clean ones.",
+        "no_trim",
+        "flat types are no longer trimmed",
+        "        replace(upper(regexp_replace(flat_type, ' +', ' ', 'g')), 'MULTI GENERATION', "
+        "'MULTI-GENERATION') as flat_type,",
+        "give one row spaces before and after its flat type, such as ' 4 ROOM ', and expect "
+        "'4 ROOM'.",
+    ),
+    Mutant(
+        "no_single_space",
+        "runs of spaces inside a flat type are no longer made one",
+        "        replace(upper(trim(flat_type)), 'MULTI GENERATION', 'MULTI-GENERATION') "
+        "as flat_type,",
+        "give one row two spaces inside its flat type, such as '4  ROOM', and expect '4 ROOM'.",
+    ),
+    Mutant(
+        "no_upper",
+        "flat types are no longer upper-cased",
+        "        replace(regexp_replace(trim(flat_type), ' +', ' ', 'g'), 'MULTI GENERATION', "
+        "'MULTI-GENERATION') as flat_type,",
+        "give one row a flat type in lower case, such as '4 room', and expect '4 ROOM'.",
     ),
 )
 
