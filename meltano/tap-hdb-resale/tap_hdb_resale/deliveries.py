@@ -176,7 +176,9 @@ def _decode(path: Path) -> str:
         ) from None
 
 
-def _check_header(name: str, header: list[str], log: logging.Logger = logger) -> dict[str, int]:
+def _check_header(
+    name: str, header: list[str], log: logging.Logger = logger, *, warn: bool = True
+) -> dict[str, int]:
     """Map each of the eleven columns to its position in the header (found by name).
 
     Columns beyond the eleven are not loaded (the raw layer has the eleven); a warning names
@@ -212,7 +214,7 @@ def _check_header(name: str, header: list[str], log: logging.Logger = logger) ->
                 todo=_REDOWNLOAD,
             )
     extra = [column for column in found if column not in COLUMNS]
-    if extra:
+    if extra and warn:
         log.warning(
             "%s, line 1: column(s) %s are not among the eleven the raw layer keeps, so they "
             "are not loaded (rule: the header names the eleven columns; others are ignored)",
@@ -258,7 +260,8 @@ def read_delivery(path: Path, log: logging.Logger = logger, *, check: bool = Tru
     rows: list[Row] = []
     try:
         header = next(reader, [])
-        index = _check_header(name, header, log)
+        # A second reading (check=False) says nothing the first did not.
+        index = _check_header(name, header, log, warn=check)
         last_line = reader.line_num
         for fields in reader:
             line, last_line = last_line + 1, reader.line_num
