@@ -23,11 +23,11 @@ help: ## List the commands
 
 setup: $(STAMP) ## Create .venv, install the pinned dependencies and Meltano's plugins (idempotent)
 
-$(STAMP): pyproject.toml requirements.lock dagster_orchestration/__init__.py meltano/meltano.yml meltano/tap-hdb-resale/pyproject.toml meltano/target-hdb-duckdb/pyproject.toml
+$(STAMP): pyproject.toml requirements.lock requirements-overrides.txt dagster_orchestration/__init__.py meltano/meltano.yml meltano/tap-hdb-resale/pyproject.toml meltano/target-hdb-duckdb/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed: set PYTHON=python3.11 (or newer) and run make setup again.")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv==0.13.9
-	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet -r requirements.lock
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet -r requirements.lock --overrides requirements-overrides.txt
 	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet --no-deps -e . -e meltano/tap-hdb-resale -e meltano/target-hdb-duckdb
 	cd meltano && PATH=$(CURDIR)/$(BIN):$$PATH MELTANO_SEND_ANONYMOUS_USAGE_STATS=false meltano install
 	@touch $(STAMP)

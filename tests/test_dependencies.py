@@ -6,6 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 
@@ -89,3 +90,32 @@ def test_the_tap_and_the_warehouse_agree_on_the_source_columns() -> None:
     from hdb_elt.warehouse import SOURCE_COLUMNS
 
     assert tuple(COLUMNS) == tuple(SOURCE_COLUMNS)
+
+
+def overridden_away() -> set[str]:
+    """Packages requirements-overrides.txt removes (a marker that is never true)."""
+    lines = (REPO / "requirements-overrides.txt").read_text().splitlines()
+    return {
+        Requirement(ln).name.lower()
+        for ln in lines
+        if ln.strip() and not ln.startswith("#") and "never" in ln
+    }
+
+
+def test_the_lock_leaves_out_what_the_overrides_remove() -> None:
+    removed = overridden_away()
+    assert removed == {"rfc3987-syntax"}
+    assert not removed & set(lock_pins())
+    assert "lark" not in lock_pins()  # needed by rfc3987-syntax alone
+
+
+def test_make_setup_installs_without_rfc3987_syntax_and_jupyter_still_validates() -> None:
+    import importlib.util
+    import sys
+
+    if Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
+        pytest.skip("not the environment make setup installs")
+    assert importlib.util.find_spec("rfc3987_syntax") is None
+    from jupyter_events.validators import validate_schema  # JupyterLab's event schemas
+
+    assert callable(validate_schema)
