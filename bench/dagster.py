@@ -24,8 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +31,7 @@ import nbformat
 
 from bench.notebooks import SHARED, kernel_startup_seconds
 from hdb_elt.notebooks import STAGES
+from hdb_elt.settings import temporary_environ
 
 CONTEXT_TAG = "injected-parameters"  # dagstermill's cell
 TEARDOWN_TAG = "injected-teardown"
@@ -71,26 +70,18 @@ def notebook_seconds(folder: Path) -> tuple[float, float]:
     return dagstermill, work
 
 
-@contextmanager
-def environment(root: Path, data_dir: Path) -> Iterator[None]:
-    names = ("HDB_RESALE_DATA_DIR", "HDB_WAREHOUSE_PATH", "HDB_DAGSTER_RUNS_DIR", "DAGSTER_HOME")
-    saved = {name: os.environ.get(name) for name in (*names, "TQDM_DISABLE")}
-    os.environ.update(
+def environment(root: Path, data_dir: Path):
+    """The settings pointed at ``data_dir`` and a warehouse and run records under ``root``;
+    DAGSTER_HOME, which the runs set, is put back afterwards too."""
+    return temporary_environ(
         {
             "HDB_RESALE_DATA_DIR": str(data_dir),
             "HDB_WAREHOUSE_PATH": str(root / "warehouse" / "hdb_resale.duckdb"),
             "HDB_DAGSTER_RUNS_DIR": str(root / "runs"),
             "TQDM_DISABLE": "1",
+            "DAGSTER_HOME": os.environ.get("DAGSTER_HOME"),
         }
     )
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def run_months(months: list[str], data_dir: Path, kernel: float) -> tuple[Split, list[Split]]:

@@ -27,8 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,25 +202,6 @@ def checkpoint_key(stage: str, months: list[str], deliveries: Path) -> str:
 
 
 # --- building ----------------------------------------------------------------------------------
-
-
-@contextmanager
-def tool_environment(values: Mapping[str, str | None]) -> Iterator[None]:
-    """Set environment variables for the block (None removes one), then put them back."""
-    saved = {name: os.environ.get(name) for name in values}
-    try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def tool_env(root: Path) -> dict[str, str]:

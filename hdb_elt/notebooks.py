@@ -9,7 +9,6 @@ the workbook's reference outputs.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -18,7 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hdb_elt.settings import DATA_DIR, NOTEBOOKS_DIR, REPO_ROOT, Settings, display_path
+from hdb_elt.settings import (
+    DATA_DIR,
+    NOTEBOOKS_DIR,
+    REPO_ROOT,
+    Settings,
+    display_path,
+    temporary_environ,
+)
 
 STAGES = ("01_extract_load", "02_validate", "03_transform", "04_test", "05_report")
 RUNS_DIR = DATA_DIR / "runs"
@@ -149,28 +155,17 @@ def reference_environment() -> Iterator[Path]:
             f"The reference deliveries are not in {REFERENCE_DELIVERIES}: the committed outputs "
             "come from them."
         )
-    names = ("HDB_RESALE_DATA_DIR", "HDB_WAREHOUSE_PATH", "HDB_START_MONTH", "HDB_END_MONTH",
-             "HDB_LOOKBACK_MONTHS")  # fmt: skip
-    saved = {name: os.environ.get(name) for name in names}
     with tempfile.TemporaryDirectory(prefix="hdb-reference-") as tmp:
         warehouse = Path(tmp) / "warehouse" / "hdb_resale.duckdb"
-        os.environ.update(
-            {
-                "HDB_RESALE_DATA_DIR": str(REFERENCE_DELIVERIES),
-                "HDB_WAREHOUSE_PATH": str(warehouse),
-                "HDB_START_MONTH": "2023-01",
-                "HDB_END_MONTH": "2023-12",
-                "HDB_LOOKBACK_MONTHS": "1",
-            }
-        )
-        try:
+        reference = {
+            "HDB_RESALE_DATA_DIR": str(REFERENCE_DELIVERIES),
+            "HDB_WAREHOUSE_PATH": str(warehouse),
+            "HDB_START_MONTH": "2023-01",
+            "HDB_END_MONTH": "2023-12",
+            "HDB_LOOKBACK_MONTHS": "1",
+        }
+        with temporary_environ(reference):
             yield warehouse
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 def refresh_committed(stages: Sequence[str] = STAGES, timeout: int = 900) -> None:

@@ -19,7 +19,8 @@ Relative paths are resolved against the repository root, so a notebook (which ru
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,6 +146,25 @@ def environment(env: Mapping[str, str] | None = None, *, dotenv: bool = True) ->
         merged.update({k: v for k, v in dotenv_values(REPO_ROOT / ".env").items() if v})
     merged.update(os.environ if env is None else env)
     return merged
+
+
+@contextmanager
+def temporary_environ(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set environment variables for the block (None removes one), then put them back."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:

@@ -20,11 +20,10 @@ from hdb_elt.checkpoints import (
     find_deliveries,
     restore_stage,
     stage_name,
-    tool_environment,
 )
 from hdb_elt.exercises.workspace import EXERCISES_ENV, workspace
 from hdb_elt.extract_load import latest_delivery_counts, run_extract_load
-from hdb_elt.settings import stage_settings
+from hdb_elt.settings import stage_settings, temporary_environ
 from hdb_elt.warehouse import connect
 
 WINDOW = ("2023-01", "2023-02")
@@ -72,7 +71,7 @@ def test_missing_deliveries_say_where_they_were_looked_for_and_what_to_do(tmp_pa
 def test_the_tool_environment_is_put_back(monkeypatch) -> None:
     monkeypatch.setenv("DBT_TARGET_PATH", "before")
     monkeypatch.delenv("DBT_LOG_PATH", raising=False)
-    with tool_environment({"DBT_TARGET_PATH": "during", "DBT_LOG_PATH": "during"}):
+    with temporary_environ({"DBT_TARGET_PATH": "during", "DBT_LOG_PATH": "during"}):
         assert os.environ["DBT_TARGET_PATH"] == os.environ["DBT_LOG_PATH"] == "during"
     assert os.environ["DBT_TARGET_PATH"] == "before"
     assert "DBT_LOG_PATH" not in os.environ
@@ -162,5 +161,5 @@ def test_an_exercise_workspace_is_reset_by_the_command(cache: Path, capsys) -> N
     assert (ws.dbt_project_dir / "models" / "marts" / "fct_resale_transactions.sql").is_file()
     assert "notebooks/exercises/02_add_a_dbt_model.ipynb" in capsys.readouterr().out
     # A fresh workspace carries Meltano's state for its warehouse: nothing new to load.
-    with tool_environment(ws.env()):
+    with temporary_environ(ws.env()):
         assert run_extract_load(ws.settings).load_id is None

@@ -20,13 +20,13 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from hdb_elt.checkpoints import CHECKPOINTS_ENV, build_checkpoint, tool_environment
+from hdb_elt.checkpoints import CHECKPOINTS_ENV, build_checkpoint
 from hdb_elt.exercises import EXERCISES, CheckResult, ExerciseError, NotDoneYet, exercise
 from hdb_elt.exercises.notebooks import SOLUTIONS_DIR, TODO_TAG, exercise_path, solution_path
 from hdb_elt.exercises.workspace import CHECKPOINT_STAGE, EXERCISES_ENV, WINDOW, workspace
 from hdb_elt.extract_load import run_extract_load
 from hdb_elt.notebooks import KERNEL
-from hdb_elt.settings import DBT_PROJECT_DIR, REPO_ROOT
+from hdb_elt.settings import DBT_PROJECT_DIR, REPO_ROOT, temporary_environ
 from hdb_elt.validation import (
     RULES,
     Rule,
@@ -425,7 +425,7 @@ def run_revision(ws) -> None:
     from hdb_elt.exercises.redelivery import deliver_revised_february
 
     deliver_revised_february(ws)
-    with tool_environment(ws.env()):
+    with temporary_environ(ws.env()):
         run_extract_load(ws.settings)
         rows = read_deliveries(ws.warehouse_path, *WINDOW)
         record_results(ws.warehouse_path, validate_load(rows, *WINDOW))
@@ -480,7 +480,7 @@ def test_a_backfill_of_the_failing_month_alone_is_not_enough(scratch: Path, caps
 
     ws = workspace("05", activate=False)
     deliver_two_months(ws)
-    with tool_environment(ws.env()):
+    with temporary_environ(ws.env()):
         (outcome,) = backfill(ws, ["2023-04"])
         assert not outcome.success
         (failed,) = failed_runs(ws)

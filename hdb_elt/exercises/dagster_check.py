@@ -19,8 +19,8 @@ from contextlib import contextmanager
 
 import pandas as pd
 
-from hdb_elt.checkpoints import tool_environment
 from hdb_elt.exercises.workspace import EXERCISES, CheckResult, Workspace
+from hdb_elt.settings import temporary_environ
 from hdb_elt.warehouse import connect
 
 EXERCISE = EXERCISES["06_add_an_asset_check"]
@@ -116,7 +116,7 @@ def _execute(ws: Workspace, new_check, month: str, warehouse=None) -> tuple[bool
         "HDB_WAREHOUSE_PATH": str(warehouse or ws.warehouse_path),
         "HDB_RESALE_DATA_DIR": str(ws.deliveries_dir),
     }
-    with _quiet(), tool_environment(where):
+    with _quiet(), temporary_environ(where):
         from dagster_orchestration.definitions import defs
 
         merged = Definitions.merge(defs, Definitions(asset_checks=[new_check], jobs=[job]))

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from hdb_elt.checkpoints import CHECKPOINTS_ENV, tool_environment
+from hdb_elt.checkpoints import CHECKPOINTS_ENV
 from hdb_elt.exercises.workspace import (
     DEFAULT_EXERCISES_DIR,
     EXERCISES,
@@ -23,7 +23,7 @@ from hdb_elt.exercises.workspace import (
     exercise,
 )
 from hdb_elt.notebooks import KERNEL, reference_environment
-from hdb_elt.settings import NOTEBOOKS_DIR, display_path
+from hdb_elt.settings import NOTEBOOKS_DIR, display_path, temporary_environ
 
 EXERCISE_NOTEBOOKS_DIR = NOTEBOOKS_DIR / "exercises"
 SOLUTIONS_DIR = EXERCISE_NOTEBOOKS_DIR / "solutions"
@@ -46,7 +46,7 @@ def scratch_exercises() -> Iterator[Path]:
             EXERCISES_ENV: str(Path(tmp) / "exercises"),
             CHECKPOINTS_ENV: str(Path(tmp) / "checkpoints"),
         }
-        with tool_environment(values):
+        with temporary_environ(values):
             yield Path(tmp)
 
 
