@@ -1,9 +1,15 @@
 """Extract-load: run Meltano (our tap into our DuckDB loader) for the settings' window.
 
 Meltano runs as a subprocess, so the caller (a notebook, Dagster, ``make run``) never holds the
-warehouse file while the loader writes it. Meltano's incremental state is stored under the
-warehouse's identity (``--state-id-suffix``): point ``HDB_WAREHOUSE_PATH`` at a new file and
-the whole window is loaded again, whatever earlier runs did against another file.
+warehouse file while the loader writes it.
+
+The warehouse is the one record of what is loaded. Before each run, the warehouse's own record
+(``hdb_elt.warehouse.delivery_record``: each month's latest accepted delivery, with its rows
+and fingerprint, and the deliveries the validation gate rejected) is handed to the tap, which
+plans from it rather than from Meltano's state. So a copied warehouse, one restored from a
+backup, a file rolled back or a lost Meltano database each load exactly the months the
+warehouse lacks, and never a month twice; where Meltano's state disagreed, the summary says so.
+Meltano's state is still kept, under the warehouse's identity (``--state-id-suffix``).
 
 Meltano keeps each plugin's run files (the tap's state.json and catalog) under fixed names in
 ``meltano/.meltano/run/``, so two ``meltano run`` at once in this project could read each
@@ -34,7 +40,13 @@ from pathlib import Path
 import pandas as pd
 
 from hdb_elt.settings import MELTANO_PROJECT_DIR, Settings, display_path
-from hdb_elt.warehouse import RAW_TABLE, connect, ensure_warehouse, lock_error_from_text
+from hdb_elt.warehouse import (
+    RAW_TABLE,
+    connect,
+    delivery_record,
+    ensure_warehouse,
+    lock_error_from_text,
+)
 
 EXTRACTOR = "tap-hdb-resale"
 LOADER = "target-hdb-duckdb"
@@ -70,10 +82,14 @@ class ExtractLoadResult:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    source: str | None = None
+
     def summary(self) -> str:
-        """What landed, then the tap's warnings about what it loaded and notes on what it
-        left unread (files or rows of months outside the window)."""
-        if self.load_id is None:
+        """What landed and from where, then the tap's warnings about what it loaded (or could
+        not) and notes on what it left unread (files or rows of months outside the window)."""
+        if self.load_id is None and self.warnings:
+            text = "Extract-load: nothing new loaded."
+        elif self.load_id is None:
             text = "Extract-load: nothing new to load (every month in the window is up to date)."
         else:
             months = ", ".join(f"{m}: {n:,}" for m, n in self.month_rows.items())
@@ -81,6 +97,7 @@ class ExtractLoadResult:
         return "\n".join(
             [
                 text,
+                *([f"Source: {self.source}."] if self.source else []),
                 *(f"Warning: {warning}" for warning in self.warnings),
                 *(f"Note: {note}" for note in self.notes),
             ]
@@ -98,9 +115,11 @@ def meltano_executable() -> str:
     return found
 
 
-def meltano_env(settings: Settings) -> dict[str, str]:
-    """The environment Meltano's plugins read their settings from (see meltano/meltano.yml)."""
+def meltano_env(settings: Settings, warehouse_months: dict | None = None) -> dict[str, str]:
+    """The environment Meltano's plugins read their settings from (see meltano/meltano.yml),
+    with the warehouse's record of what it holds for the tap to plan from."""
     env = settings.child_env()
+    env["HDB_WAREHOUSE_MONTHS"] = json.dumps(warehouse_months) if warehouse_months else ""
     env.setdefault("HDB_RESALE_DATA_DIR", "")
     env.setdefault("DATA_GOV_SG_API_KEY", "")
     env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
@@ -222,6 +241,7 @@ def _run_extract_load(settings: Settings, log_dir: Path | None) -> ExtractLoadRe
     started = time.perf_counter()
     warehouse_id = ensure_warehouse(settings.warehouse_path)
     before = latest_loads(settings.warehouse_path)
+    record = delivery_record(settings.warehouse_path)
     alive = running_extract_loads(warehouse_id)
     if alive:
         raise ExtractLoadError(
@@ -243,7 +263,7 @@ def _run_extract_load(settings: Settings, log_dir: Path | None) -> ExtractLoadRe
     completed = subprocess.run(
         command,
         cwd=MELTANO_PROJECT_DIR,
-        env=meltano_env(settings),
+        env=meltano_env(settings, record),
         capture_output=True,
         text=True,
         check=False,
@@ -267,7 +287,13 @@ def _run_extract_load(settings: Settings, log_dir: Path | None) -> ExtractLoadRe
     new = sorted(latest_loads(settings.warehouse_path) - before)
     if not new:
         return ExtractLoadResult(
-            None, 0, {}, time.perf_counter() - started, warnings=warnings, notes=notes
+            None,
+            0,
+            {},
+            time.perf_counter() - started,
+            warnings=warnings,
+            notes=notes,
+            source=settings.source_label,
         )
     load_id = new[-1]
     with connect(settings.warehouse_path, read_only=True) as con:
@@ -285,6 +311,7 @@ def _run_extract_load(settings: Settings, log_dir: Path | None) -> ExtractLoadRe
         seconds=time.perf_counter() - started,
         warnings=warnings,
         notes=notes,
+        source=settings.source_label,
     )
 
 

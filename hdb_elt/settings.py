@@ -2,8 +2,10 @@
 
 The same variable names are used by the package, Meltano, dbt, Dagster and the notebooks:
 
-- ``HDB_RESALE_DATA_DIR``: a folder of CSV deliveries. Unset: ``data/raw/`` if it holds CSVs,
-  else the data.gov.sg API.
+- ``HDB_RESALE_DATA_DIR``: a folder of CSV deliveries. Unset: ``data/raw/`` if it holds
+  deliveries (``make data`` fills it), else the bundled 2023 snapshot in ``data/snapshot/``.
+- ``HDB_RESALE_SOURCE``: ``files`` (the default, the folder above) or ``api`` (read the
+  data.gov.sg API instead; the only way the network is used by a run).
 - ``HDB_WAREHOUSE_PATH``: the DuckDB file (default ``data/warehouse/hdb_resale.duckdb``).
 - ``HDB_START_MONTH`` / ``HDB_END_MONTH``: the window a run processes (``YYYY-MM``),
   default 2023-01 to 2023-12 so classroom numbers are reproducible.
@@ -31,6 +33,7 @@ from hdb_elt.months import Month, MonthError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data"
 DEFAULT_DELIVERY_DIR = DATA_DIR / "raw"
+SNAPSHOT_DIR = DATA_DIR / "snapshot"
 DEFAULT_WAREHOUSE_PATH = DATA_DIR / "warehouse" / "hdb_resale.duckdb"
 MELTANO_PROJECT_DIR = REPO_ROOT / "meltano"
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_resale_flat"
@@ -43,8 +46,11 @@ DEFAULT_LOOKBACK_MONTHS = 1
 DATASET_ID = "d_8b84c4ee58e3cfc0ece0d773c8ca6abc"
 DATA_GOV_SG_API_URL = "https://data.gov.sg/api/action/datastore_search"
 
+SOURCES = ("files", "api")
+
 ENV_NAMES = (
     "HDB_RESALE_DATA_DIR",
+    "HDB_RESALE_SOURCE",
     "HDB_WAREHOUSE_PATH",
     "HDB_START_MONTH",
     "HDB_END_MONTH",
@@ -76,15 +82,21 @@ class Settings:
         return "files" if self.data_dir is not None else "api"
 
     @property
+    def source_label(self) -> str:
+        """Which source a run reads, in words: every summary and notebook says it."""
+        if self.data_dir is None:
+            return f"the data.gov.sg API ({self.api_url})"
+        return describe_folder(self.data_dir)
+
+    @property
     def months(self) -> list[Month]:
         """Every month of the window, oldest first."""
         return self.start_month.range_to(self.end_month)
 
     def describe(self) -> str:
         """One line a person can read, with no secret in it."""
-        source = f"files in {display_path(self.data_dir)}" if self.data_dir else "data.gov.sg API"
         return (
-            f"window {self.start_month}..{self.end_month}, source {source}, "
+            f"window {self.start_month}..{self.end_month}, source {self.source_label}, "
             f"warehouse {display_path(self.warehouse_path)}"
         )
 
@@ -102,11 +114,58 @@ class Settings:
         )
         if self.data_dir is not None:
             env["HDB_RESALE_DATA_DIR"] = str(self.data_dir)
+            env["HDB_RESALE_SOURCE"] = "files"
         else:
             env.pop("HDB_RESALE_DATA_DIR", None)
+            env["HDB_RESALE_SOURCE"] = "api"
         if self.api_key:
             env["DATA_GOV_SG_API_KEY"] = self.api_key
         return env
+
+
+def describe_folder(folder: Path) -> str:
+    """A deliveries folder in words: the bundled snapshot, ``make data``'s folder, or another."""
+    resolved = Path(folder).resolve()
+    if resolved == SNAPSHOT_DIR.resolve():
+        return f"the bundled 2023 snapshot ({display_path(resolved)}/)"
+    if resolved == DEFAULT_DELIVERY_DIR.resolve():
+        return f"the downloads of `make data` ({display_path(resolved)}/)"
+    return f"the folder {display_path(resolved)}/"
+
+
+def holds_deliveries(folder: Path) -> bool:
+    """Whether ``folder`` holds at least one CSV delivery (``.csv``, ``.CSV`` or ``.csv.gz``)."""
+    if not folder.is_dir():
+        return False
+    return any(entry.name.lower().endswith((".csv", ".csv.gz")) for entry in folder.iterdir())
+
+
+# Every DuckDB database file carries these bytes at this offset (after a checksum).
+DUCKDB_MAGIC = b"DUCK"
+DUCKDB_MAGIC_OFFSET = 8
+
+
+def not_a_warehouse(path: Path) -> str | None:
+    """Why an existing file at ``path`` is not a DuckDB database (a CSV, an empty file...),
+    in words that name it and say what to do; None for a DuckDB file or no file at all."""
+    if not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        head = handle.read(DUCKDB_MAGIC_OFFSET + len(DUCKDB_MAGIC))
+    if head[DUCKDB_MAGIC_OFFSET:] == DUCKDB_MAGIC:
+        return None
+    text = head.removeprefix(b"\xef\xbb\xbf")
+    if not head:
+        looks = "it is empty"
+    elif all(32 <= byte < 127 or byte in (9, 10, 13) for byte in text):
+        looks = f"it is a text file, starting {text.decode('ascii')!r}"
+    else:
+        looks = "it does not start as a DuckDB file does"
+    return (
+        f"HDB_WAREHOUSE_PATH={display_path(path)} is not a DuckDB database ({looks}); it was "
+        "left as it is. Point HDB_WAREHOUSE_PATH at a DuckDB file, such as "
+        "data/warehouse/hdb_resale.duckdb, or at a new path to start a new warehouse."
+    )
 
 
 def display_path(path: Path | None) -> str:
@@ -204,20 +263,35 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
             f"HDB_WAREHOUSE_PATH={display_path(warehouse)} is a folder: "
             "expected the path of a DuckDB file, such as data/warehouse/hdb_resale.duckdb."
         )
+    if problem := not_a_warehouse(warehouse):
+        raise SettingsError(problem)
 
+    source = (_env_value(values, "HDB_RESALE_SOURCE") or "files").strip().lower()
+    if source not in SOURCES:
+        raise SettingsError(
+            f"HDB_RESALE_SOURCE={source!r}: expected files (CSV deliveries: HDB_RESALE_DATA_DIR, "
+            "else data/raw/, else the bundled snapshot) or api (the data.gov.sg API)."
+        )
     data_dir: Path | None
     raw_dir = _env_value(values, "HDB_RESALE_DATA_DIR")
-    if raw_dir is not None:
+    if source == "api":
+        if raw_dir is not None:
+            raise SettingsError(
+                f"HDB_RESALE_SOURCE=api and HDB_RESALE_DATA_DIR={raw_dir!r} are both set: a run "
+                "reads one source. Unset one of them."
+            )
+        data_dir = None
+    elif raw_dir is not None:
         data_dir = resolve_path(raw_dir, "HDB_RESALE_DATA_DIR")
         if not data_dir.is_dir():
             raise SettingsError(
                 f"HDB_RESALE_DATA_DIR={raw_dir!r} is not a folder: expected a folder of "
-                "CSV deliveries (or leave it unset to use data/raw/ or the data.gov.sg API)."
+                "CSV deliveries (or leave it unset to use data/raw/ or the bundled snapshot)."
             )
-    elif DEFAULT_DELIVERY_DIR.is_dir() and any(DEFAULT_DELIVERY_DIR.glob("*.csv")):
+    elif holds_deliveries(DEFAULT_DELIVERY_DIR):
         data_dir = DEFAULT_DELIVERY_DIR
     else:
-        data_dir = None
+        data_dir = SNAPSHOT_DIR
 
     api_url = _env_value(values, "DATA_GOV_SG_API_URL") or DATA_GOV_SG_API_URL
     if not api_url.startswith(("http://", "https://")):

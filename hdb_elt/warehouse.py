@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+from tap_hdb_resale.deliveries import Row, fingerprint
 
-from hdb_elt.settings import display_path
+from hdb_elt.settings import display_path, not_a_warehouse
 
 SOURCE_COLUMNS = (
     "month",
@@ -50,6 +51,16 @@ _DDL = [
         row_count bigint,
         months varchar[]
     )""",
+    # Each month a load delivered, with the tap's fingerprint of its rows: the warehouse's own
+    # record of what is loaded (the loader, meltano/target-hdb-duckdb, creates the same table).
+    """create table if not exists raw._load_months (
+        load_id varchar,
+        stream varchar,
+        month varchar,
+        row_count bigint,
+        fingerprint varchar,
+        source varchar
+    )""",
     """create table if not exists raw._warehouse (
         warehouse_id varchar not null,
         created_at timestamp not null
@@ -74,6 +85,23 @@ _DDL = [
         detail varchar,
         quarantined_at timestamp
     )""",
+    # A delivery (a load's rows of one month) the validation gate blocked: never the month's
+    # latest delivery downstream, and never loaded again from the same content.
+    """create table if not exists audit.rejected_deliveries (
+        _load_id varchar,
+        month varchar,
+        rule varchar,
+        detail varchar,
+        rejected_at timestamp
+    )""",
+    # The latest accepted delivery of each month: what every stage downstream reads.
+    f"""create or replace view raw.latest_deliveries as
+        select * from {RAW_TABLE} as delivered
+        where not exists (
+            select 1 from audit.rejected_deliveries as rejected
+            where rejected._load_id = delivered._load_id and rejected.month = delivered.month
+        )
+        qualify _loaded_at = max(_loaded_at) over (partition by month)""",
     # Results are kept per (load, month), the unit the orchestrator validates; files created
     # before the column existed get it appended.
     "alter table audit.validation_results add column if not exists month varchar",
@@ -92,6 +120,17 @@ _HOLDERS = (
     ("dbt", "dbt"),
     ("jupyter", "Jupyter"),
 )
+
+
+class NotAWarehouseError(ValueError):
+    """The warehouse path names a file that is not a DuckDB database."""
+
+
+def check_is_duckdb(path: Path) -> None:
+    """Refuse a file that is not a DuckDB database before DuckDB touches it (nothing changes)."""
+    problem = not_a_warehouse(Path(path))
+    if problem:
+        raise NotAWarehouseError(problem)
 
 
 class WarehouseLockedError(RuntimeError):
@@ -153,6 +192,7 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyCon
             f"The warehouse {display_path(path)} does not exist yet: run the extract-load "
             "stage first (make run, or the 01 notebook)."
         )
+    check_is_duckdb(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -193,3 +233,64 @@ def query_df(path: Path, sql: str, params: list | None = None):
     """Run a read-only query and return a pandas DataFrame, closing the file at once."""
     with connect(path, read_only=True) as con:
         return con.execute(sql, params or []).df()
+
+
+def _record_unrecorded_months(con: duckdb.DuckDBPyConnection) -> None:
+    """Fill ``raw._load_months`` for loads made before it existed, from their raw rows (the
+    fingerprint is the tap's: the rows' values in delivery order)."""
+    missing = con.execute(
+        f"""select distinct _load_id, month from {RAW_TABLE} as r
+            where not exists (
+                select 1 from raw._load_months as m
+                where m.load_id = r._load_id and m.month = r.month
+            )
+            order by all"""
+    ).fetchall()
+    columns = ", ".join(SOURCE_COLUMNS)
+    for load_id, month in missing:
+        found = con.execute(
+            f"""select _source, _source_row, {columns} from {RAW_TABLE}
+                where _load_id = ? and month = ? order by _source, _source_row""",
+            [load_id, month],
+        ).fetchall()
+        rows = [Row(line, tuple(values)) for _, line, *values in found]
+        con.execute(
+            "insert into raw._load_months values (?, 'resale_flat_prices', ?, ?, ?, ?)",
+            [load_id, month, len(rows), fingerprint(rows), found[0][0]],
+        )
+
+
+def delivery_record(path: Path) -> dict[str, dict]:
+    """What the warehouse holds, month by month: the rows and fingerprint of the latest
+    accepted delivery (``raw.latest_deliveries``), and every delivery the gate rejected.
+
+    This, not Meltano's state, is what the tap compares deliveries with: a copied or restored
+    warehouse loads exactly what it lacks.
+    """
+    with connect(path) as con:
+        for statement in _DDL:
+            con.execute(statement)
+        _record_unrecorded_months(con)
+        accepted = con.execute(
+            """select month, row_count, fingerprint from raw._load_months
+               where stream = 'resale_flat_prices'
+                 and (load_id, month) in (select distinct _load_id, month
+                                          from raw.latest_deliveries)"""
+        ).fetchall()
+        rejected = con.execute(
+            """select m.month, m.fingerprint, m.source, x.rule,
+                      strftime(x.rejected_at, '%Y-%m-%d %H:%M UTC')
+               from audit.rejected_deliveries as x
+               join raw._load_months as m on m.load_id = x._load_id and m.month = x.month
+               order by x.rejected_at"""
+        ).fetchall()
+    record: dict[str, dict] = {
+        month: {"rows": rows, "fingerprint": print_, "rejected": []}
+        for month, rows, print_ in accepted
+    }
+    for month, print_, source, rule, when in rejected:
+        entry = record.setdefault(month, {"rows": 0, "fingerprint": None, "rejected": []})
+        entry["rejected"].append(
+            {"fingerprint": print_, "source": source, "rule": rule, "rejected_at": when}
+        )
+    return dict(sorted(record.items()))

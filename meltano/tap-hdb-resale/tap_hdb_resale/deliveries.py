@@ -4,17 +4,27 @@ A delivery is checked completely before any of its rows is used, and every probl
 run with a :class:`DeliveryError` naming the file, line, column and rule: a raw layer that
 silently loaded half a file, or shifted columns, would be worse than no load at all.
 Values are never converted: the raw layer keeps them exactly as delivered.
+
+Every entry of the deliveries folder is accounted for: ``*.csv`` in any case and ``*.csv.gz``
+are deliveries; anything else is named in a warning (or refused, when its name says it is a
+delivery that cannot be read). A cut-short or still-growing file is caught by evidence, not by
+its last byte: a row with too few fields or an unreadable last value, the ``manifest.json``
+that ``make data`` writes beside its downloads, a file that is still changing when the run
+looks at it, and (in the stream) a month far smaller than its previous delivery.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import hashlib
 import io
 import json
 import logging
 import re
+import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +50,14 @@ _NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")
 # A month in a file name, such as resale-flat-prices-2023-05.csv.
 _NAME_MONTH_RE = re.compile(r"(?<!\d)\d{4}-\d{2}(?!\d)")
 _REDOWNLOAD = "Fix the file, or download it again with `make data`."
+# Files that may sit beside the deliveries without being one (make data's manifest, notes).
+COMPANION_RE = re.compile(r"^(manifest\.json|readme(\.\w+)?|licen[cs]e(\.\w+)?)$", re.IGNORECASE)
+# A name that says "I am a delivery": such a file that cannot be read is an error, not a note.
+DELIVERY_NAME_RE = re.compile(r"^resale[-_ ]flat[-_ ]prices", re.IGNORECASE)
+DELIVERY_SUFFIXES = (".csv", ".csv.gz")
+# A file modified less than this long ago may still be being written: wait until it is quiet.
+SETTLE_SECONDS = 2.0
+SETTLE_TIMEOUT_SECONDS = 60.0
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +180,17 @@ def _decode(path: Path) -> str:
             rule="delivery files must be readable",
             todo="Check that the file exists and its permissions let you read it.",
         ) from None
+    if path.name.lower().endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as error:
+            raise DeliveryError(
+                path.name,
+                None,
+                f"is not a complete gzip file ({error})",
+                rule="a .csv.gz delivery is a gzip-compressed CSV",
+                todo="Download or copy it again; it may have been cut short.",
+            ) from None
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
         return data[skip:].decode("utf-8")
@@ -247,10 +276,11 @@ def _check_row(name: str, line: int, fields: list[str], header: list[str]) -> No
 def read_delivery(path: Path, log: logging.Logger = logger, *, check: bool = True) -> list[Row]:
     """Read one CSV delivery and check every row; raise :class:`DeliveryError` on any problem.
 
-    A file named for a month (``...-2023-05.csv``) must hold only that month's rows, and a
-    delivery ends with a line break: a last line without one was probably cut short (an
-    interrupted download or copy), even when its fields look complete. ``check=False`` leaves
-    out the checks of single values, for a second reading whose fingerprint the caller
+    A file named for a month (``...-2023-05.csv``) must hold only that month's rows. A last
+    line without a line break is fine (data.gov.sg serves files that way): a cut-short last
+    line shows as too few fields or an unreadable value, and a cut that leaves a plausible
+    value is caught by ``make data``'s manifest (:func:`check_manifest`). ``check=False``
+    leaves out the checks of single values, for a second reading whose fingerprint the caller
     compares with the first (:meth:`MonthDelivery.read_rows`).
     """
     name = path.name
@@ -304,30 +334,166 @@ def read_delivery(path: Path, log: logging.Logger = logger, *, check: bool = Tru
             rule="a delivery holds at least one row",
             todo=_REDOWNLOAD,
         )
-    if not text.endswith(("\n", "\r")):
-        raise DeliveryError(
-            name,
-            rows[-1].line,
-            "the last line does not end with a line break, so the file may have been cut "
-            "short (its last value could be incomplete)",
-            rule="a delivery ends with a line break",
-            todo="Download it again with `make data`; if the file is complete, add a line "
-            "break at its end.",
-        )
     return rows
 
 
-def find_deliveries(data_dir: Path) -> list[Path]:
-    """The ``*.csv`` files directly in ``data_dir``, sorted by name."""
+def is_delivery_name(name: str) -> bool:
+    """Whether a file name is a delivery's: ``*.csv`` (any case) or ``*.csv.gz``."""
+    return name.lower().endswith(DELIVERY_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """The deliveries of a folder, and what else it holds (each entry named once)."""
+
+    deliveries: list[Path]
+    ignored: list[str]
+
+
+def scan_folder(data_dir: Path) -> FolderScan:
+    """Sort every entry of ``data_dir``: deliveries, companions (a manifest, a README), and
+    the rest, which is named; an entry named like a delivery that cannot be read is refused."""
     if not data_dir.is_dir():
         raise DeliveryError(
             str(data_dir),
             None,
             "is not a folder",
             rule="data_dir is the folder holding the CSV deliveries",
-            todo="Set data_dir to that folder, or unset it to read the data.gov.sg API.",
+            todo="Set data_dir to that folder, or unset it to read the bundled snapshot.",
         )
-    return sorted(path for path in data_dir.glob("*.csv") if path.is_file())
+    deliveries: list[Path] = []
+    ignored: list[str] = []
+    for entry in sorted(data_dir.iterdir(), key=lambda path: path.name):
+        name = entry.name
+        if COMPANION_RE.match(name):
+            continue
+        looks_like_delivery = is_delivery_name(name) or DELIVERY_NAME_RE.match(name)
+        if entry.is_symlink() and not entry.exists():
+            problem = "is a link to a file that does not exist"
+        elif entry.is_dir():
+            problem = "is a folder: deliveries in subfolders are not read"
+        elif not is_delivery_name(name):
+            problem = "is not a CSV delivery (*.csv or *.csv.gz)"
+            if looks_like_delivery:
+                problem += (
+                    ", though its name says it is one: export it from data.gov.sg as CSV, or "
+                    "move it out of the folder"
+                )
+        else:
+            try:
+                with entry.open("rb"):
+                    pass
+            except OSError as error:
+                problem = f"cannot be read: {error.strerror or error}"
+            else:
+                deliveries.append(entry)
+                continue
+        if looks_like_delivery:
+            raise DeliveryError(
+                name,
+                None,
+                problem,
+                rule="every delivery in the folder can be read",
+                todo="Fix the file (or its link or permissions), or move it out of the folder.",
+            )
+        ignored.append(f"{name} {problem}")
+    return FolderScan(deliveries, ignored)
+
+
+def find_deliveries(data_dir: Path) -> list[Path]:
+    """The deliveries directly in ``data_dir`` (``*.csv`` in any case, ``*.csv.gz``), by name."""
+    return scan_folder(data_dir).deliveries
+
+
+def wait_until_settled(
+    path: Path,
+    log: logging.Logger = logger,
+    *,
+    quiet_seconds: float = SETTLE_SECONDS,
+    timeout: float = SETTLE_TIMEOUT_SECONDS,
+    clock=time.time,
+    sleep=time.sleep,
+) -> None:
+    """Return once ``path`` has not changed for ``quiet_seconds``; refuse a file still being
+    written after ``timeout`` (a copy or export in progress must not load as a whole month)."""
+    started = clock()
+    stat = path.stat()
+    seen = (stat.st_size, stat.st_mtime_ns)
+    if clock() - stat.st_mtime >= quiet_seconds:
+        return
+    log.info(
+        "%s was modified %.1f s ago: waiting until it stops changing",
+        path.name,
+        max(0.0, clock() - stat.st_mtime),
+    )
+    quiet_since = clock()
+    while clock() - quiet_since < quiet_seconds:
+        if clock() - started > timeout:
+            raise DeliveryError(
+                path.name,
+                None,
+                f"is still being written: it kept changing for {timeout:.0f} s",
+                rule="a delivery is complete before it is loaded",
+                todo="Wait until the copy or download has finished, then run again.",
+            )
+        sleep(min(0.25, quiet_seconds))
+        stat = path.stat()
+        now = (stat.st_size, stat.st_mtime_ns)
+        if now != seen:
+            seen, quiet_since = now, clock()
+
+
+def read_manifest(data_dir: Path) -> dict[str, dict]:
+    """``make data``'s record of each file it wrote (rows and SHA-256), by file name."""
+    path = data_dir / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        months = json.loads(path.read_text(encoding="utf-8")).get("months") or {}
+    except (OSError, ValueError, AttributeError) as error:
+        logger.warning(
+            "%s is not readable JSON (%s): the files are not compared with it", path, error
+        )
+        return {}
+    return {
+        entry["file"]: entry
+        for entry in months.values()
+        if isinstance(entry, dict) and entry.get("file")
+    }
+
+
+def content_sha256(path: Path) -> str:
+    """SHA-256 of a delivery's bytes (decompressed for ``.gz``), as ``make data`` records it."""
+    data = path.read_bytes()
+    if path.name.lower().endswith(".gz"):
+        data = gzip.decompress(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_manifest(path: Path, rows: int, entry: dict | None, log: logging.Logger = logger) -> None:
+    """Compare a delivery with its manifest entry: fewer rows than were downloaded means the
+    file was cut short (refused); other changes are named in a warning."""
+    if not entry:
+        return
+    expected = entry.get("rows")
+    if isinstance(expected, int) and rows < expected:
+        raise DeliveryError(
+            path.name,
+            None,
+            f"holds {rows:,} rows, but manifest.json records {expected:,} for it: the file "
+            "was cut short, or is still being copied",
+            rule="a delivery holds the rows its manifest records",
+            todo="Download it again with `make data` (or finish copying it), then run again.",
+        )
+    if entry.get("sha256") and content_sha256(path) != entry["sha256"]:
+        log.warning(
+            "%s differs from the file manifest.json records (%s rows when downloaded, %s now), "
+            "so it was changed after `make data` wrote it; it is loaded as it is now (rule: a "
+            "delivery matches its manifest)",
+            path.name,
+            f"{expected:,}" if isinstance(expected, int) else "?",
+            f"{rows:,}",
+        )
 
 
 def collect_months(
@@ -344,16 +510,31 @@ def collect_months(
     wanted = set(window)
     found: dict[str, MonthDelivery] = {}
     skipped_files: list[str] = []
-    paths = find_deliveries(data_dir)
+    scan = scan_folder(data_dir)
+    for problem in scan.ignored:
+        log.warning(
+            "%s: %s, so it is not read (rule: the deliveries folder holds deliveries)",
+            data_dir,
+            problem,
+        )
+    paths = scan.deliveries
     if not paths:
-        log.warning("%s holds no *.csv files: there is nothing to extract", data_dir)
+        log.warning(
+            "%s holds no deliveries (*.csv, *.csv.gz): there is nothing to extract (rule: the "
+            "deliveries folder holds deliveries)",
+            data_dir,
+        )
+    manifest = read_manifest(data_dir)
     for path in paths:
         name_month = month_in_name(path.name)
         if name_month is not None and name_month not in wanted:
             skipped_files.append(path.name)
             continue
+        wait_until_settled(path, log)
+        delivered = read_delivery(path, log)
+        check_manifest(path, len(delivered), manifest.get(path.name), log)
         by_month: dict[str, list[Row]] = {}
-        for row in read_delivery(path, log):
+        for row in delivered:
             by_month.setdefault(row.month, []).append(row)
         outside = {month: rows for month, rows in by_month.items() if month not in wanted}
         if outside:

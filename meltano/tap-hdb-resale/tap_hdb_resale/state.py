@@ -7,6 +7,12 @@ The tap keeps its own bookmark beside the SDK's, in ``bookmarks.resale_flat_pric
 ``rows`` is how many records the month's last extraction emitted; ``fingerprint`` is the
 SHA-256 of its normalized rows in files mode (see ``deliveries.fingerprint``) and null in API
 mode, where knowing it would mean downloading the month anyway.
+
+The warehouse is the record of what is loaded, not this bookmark: the project hands the tap
+the warehouse's own record (setting ``warehouse_months``, same shape, plus each month's
+rejected deliveries), and the tap plans from it. A warehouse copied, restored from a backup,
+or run with a lost Meltano database then loads exactly the months it lacks; where the bookmark
+disagrees, :func:`disagreements` says how.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class Plan:
     extract: dict[str, str]
     unchanged: list[str]
     missing: list[str] = field(default_factory=list)
+    rejected: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def describe(self) -> str:
         """One log line: what is extracted and why, what is skipped."""
@@ -39,6 +46,8 @@ class Plan:
         text += describe_months(self.unchanged)
         if self.missing:
             text += f". No delivery for: {describe_months(self.missing)}"
+        if self.rejected:
+            text += f". Rejected before, not loaded again: {describe_months(list(self.rejected))}"
         return text + "."
 
 
@@ -92,10 +101,14 @@ def plan_months(
     extract: dict[str, str] = {}
     unchanged: list[str] = []
     missing: list[str] = []
+    rejected: dict[str, dict[str, Any]] = {}
     for month in window:
         entry = known.get(month)
+        refused = {item.get("fingerprint"): item for item in (entry or {}).get("rejected") or []}
         if available is not None and month not in available:
             missing.append(month)
+        elif available is not None and available[month] in refused:
+            rejected[month] = refused[available[month]]
         elif entry is None or entry["rows"] == 0:
             extract[month] = "new"
         elif available is not None and entry.get("fingerprint") != available[month]:
@@ -104,7 +117,7 @@ def plan_months(
             extract[month] = "lookback"
         else:
             unchanged.append(month)
-    return Plan(extract, unchanged, missing)
+    return Plan(extract, unchanged, missing, rejected)
 
 
 def remember(
@@ -116,3 +129,47 @@ def remember(
     for month, (rows, fingerprint) in extracted.items():
         months[month] = {"rows": rows, "fingerprint": fingerprint}
     return dict(sorted(months.items()))
+
+
+def disagreements(
+    warehouse: Mapping[str, Mapping[str, Any]],
+    bookmark: Mapping[str, Mapping[str, Any]],
+    window: Sequence[str],
+) -> list[str]:
+    """How Meltano's bookmark and the warehouse's record differ about the window's months,
+    one phrase per kind of difference (empty when they agree)."""
+
+    def loaded(record: Mapping[str, Mapping[str, Any]], month: str) -> bool:
+        return (record.get(month) or {}).get("rows", 0) > 0
+
+    only_state = [m for m in window if loaded(bookmark, m) and not loaded(warehouse, m)]
+    only_warehouse = [m for m in window if loaded(warehouse, m) and not loaded(bookmark, m)]
+    other = [
+        m
+        for m in window
+        if loaded(warehouse, m)
+        and loaded(bookmark, m)
+        and (warehouse[m].get("rows"), warehouse[m].get("fingerprint"))
+        != (bookmark[m].get("rows"), bookmark[m].get("fingerprint"))
+    ]
+
+    def them(months: list[str]) -> str:
+        return "it" if len(months) == 1 else "them"
+
+    found = []
+    if only_state:
+        found.append(
+            f"Meltano's state records {describe_months(only_state)} as loaded, but the warehouse "
+            f"holds no accepted delivery of {them(only_state)} (a copied or restored warehouse?)"
+        )
+    if only_warehouse:
+        found.append(
+            f"the warehouse holds {describe_months(only_warehouse)}, which Meltano's state does "
+            "not record (a lost or shared Meltano database?)"
+        )
+    if other:
+        found.append(
+            f"for {describe_months(other)} Meltano's state records another delivery than the "
+            "warehouse's latest accepted one"
+        )
+    return found

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import statistics
 import typing as t
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
@@ -13,8 +15,21 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_hdb_resale.api import ApiError, DataGovSgClient
 from tap_hdb_resale.deliveries import COLUMNS, collect_months, value_problem
-from tap_hdb_resale.months import month_range
-from tap_hdb_resale.state import DEFAULT_LOOKBACK_MONTHS, plan_months, read_months, remember
+from tap_hdb_resale.months import describe_months, month_range
+from tap_hdb_resale.state import (
+    DEFAULT_LOOKBACK_MONTHS,
+    Plan,
+    disagreements,
+    plan_months,
+    read_months,
+    remember,
+)
+
+# A re-delivered month with fewer rows than this share of its previous delivery, or a new
+# month this much smaller than the median of its neighbours, is named in a warning: it may be
+# a month still filling up, or a file cut short.
+SHRINK_WARNING_SHARE = 0.8
+SMALL_MONTH_SHARE = 0.5
 
 # What a source yields: records, then (as the generator's return value) the months it
 # extracted with their (rows, fingerprint), for the state.
@@ -61,7 +76,7 @@ class ResaleFlatPricesStream(Stream):
         STATE message never claims a month whose records were not all emitted.
         """
         window = month_range(self.config["start_month"], self.config["end_month"])
-        known = read_months(self.stream_state)
+        known = self._known_months(window)
         lookback = self.config.get("lookback_months")
         if lookback is None:
             lookback = DEFAULT_LOOKBACK_MONTHS
@@ -71,12 +86,98 @@ class ResaleFlatPricesStream(Stream):
             extracted = yield from self._from_api(window, known, lookback)
         self.stream_state["months"] = remember(known, extracted)
 
+    def _known_months(self, window: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """What is loaded: the warehouse's own record when the project passes it (setting
+        ``warehouse_months``), else Meltano's bookmark. Where they differ, a warning says so."""
+        bookmark = read_months(self.stream_state)
+        record = self.config.get("warehouse_months")
+        if record in (None, ""):
+            return bookmark
+        warehouse = read_months(
+            {"months": json.loads(record) if isinstance(record, str) else record}
+        )
+        for difference in disagreements(warehouse, bookmark, window):
+            self.logger.warning(
+                "%s; the warehouse's record decides what is loaded, so every month of the "
+                "window it lacks is loaded and none twice (rule: the warehouse is the record "
+                "of what is loaded)",
+                difference[0].upper() + difference[1:],
+            )
+        return warehouse
+
+    def _report_plan(self, plan: Plan, where: str) -> None:
+        """Log the plan, and warn by name about months with no delivery or a rejected one."""
+        self.logger.info(plan.describe())
+        if plan.missing:
+            self.logger.warning(
+                "No delivery for %s in %s, so nothing of %s is loaded (rule: every month of "
+                "the window has a delivery)",
+                describe_months(plan.missing),
+                where,
+                "it" if len(plan.missing) == 1 else "them",
+            )
+        for month, rejected in plan.rejected.items():
+            self.logger.warning(
+                "%s: the delivery of %s in %s is the one the validation gate rejected%s%s, so it "
+                "is not loaded again; fix the file, or remove it (rule: a rejected delivery "
+                "stays rejected)",
+                Path(str(rejected.get("source") or "")).name or where,
+                month,
+                where,
+                f" on {rejected['rejected_at']}" if rejected.get("rejected_at") else "",
+                f" (rule {rejected['rule']})" if rejected.get("rule") else "",
+            )
+
+    def _warn_small_months(
+        self,
+        counts: Mapping[str, int],
+        reasons: Mapping[str, str],
+        known: Mapping[str, Mapping[str, Any]],
+        where: str,
+    ) -> None:
+        """Warn about a re-delivered month much smaller than its previous delivery, and a new
+        month much smaller than its neighbours: a month still filling up, or a cut file."""
+        sizes = {m: e["rows"] for m, e in known.items() if e.get("rows", 0) > 0}
+        sizes.update({m: n for m, n in counts.items() if n > 0})
+        for month, rows in counts.items():
+            before = (known.get(month) or {}).get("rows", 0)
+            if reasons.get(month) != "new" and before and rows < SHRINK_WARNING_SHARE * before:
+                self.logger.warning(
+                    "%s: %s delivers %s rows, %.0f%% of the %s rows of its previous delivery: "
+                    "a month still filling up, or a file cut short? It replaces the previous "
+                    "delivery downstream (rule: a re-delivery holds about as many rows as the "
+                    "last)",
+                    where,
+                    month,
+                    f"{rows:,}",
+                    100 * rows / before,
+                    f"{before:,}",
+                )
+                continue
+            neighbours = [n for m, n in sizes.items() if m != month]
+            if reasons.get(month) == "new" and len(neighbours) >= 2:
+                typical = statistics.median(neighbours)
+                if rows < SMALL_MONTH_SHARE * typical:
+                    self.logger.warning(
+                        "%s: %s delivers %s rows, under half the %s of a typical month: a month "
+                        "still filling up, or a file cut short? (rule: a new month holds about "
+                        "as many rows as its neighbours)",
+                        where,
+                        month,
+                        f"{rows:,}",
+                        f"{typical:,.0f}",
+                    )
+
     def _from_files(self, window: Sequence[str], known: dict, lookback: int) -> Extraction:
         """Files mode: check every delivery of the window first, then emit the planned months."""
-        deliveries = collect_months(Path(self.config["data_dir"]), window, self.logger)
+        folder = Path(self.config["data_dir"])
+        deliveries = collect_months(folder, window, self.logger)
         fingerprints = {month: delivery.fingerprint for month, delivery in deliveries.items()}
         plan = plan_months(window, known, lookback, fingerprints)
-        self.logger.info(plan.describe())
+        self._report_plan(plan, str(folder))
+        self._warn_small_months(
+            {m: deliveries[m].row_count for m in plan.extract}, plan.extract, known, str(folder)
+        )
         for month in plan.extract:
             delivery = deliveries[month]
             source = str(delivery.path)
@@ -87,7 +188,7 @@ class ResaleFlatPricesStream(Stream):
     def _from_api(self, window: Sequence[str], known: dict, lookback: int) -> Extraction:
         """API mode: ask data.gov.sg for each planned month, page by page."""
         plan = plan_months(window, known, lookback)
-        self.logger.info(plan.describe())
+        self._report_plan(plan, "data.gov.sg")
         # Unset and empty settings (Meltano passes "" for an unset env var) keep the defaults.
         settings = {
             key: self.config[key]
@@ -103,6 +204,9 @@ class ResaleFlatPricesStream(Stream):
                     yield _api_record(values, month, source, number)
                 self.logger.info("%s: %d records from data.gov.sg", month, number)
                 extracted[month] = (number, None)
+        self._warn_small_months(
+            {m: n for m, (n, _) in extracted.items()}, plan.extract, known, "data.gov.sg"
+        )
         return extracted
 
 

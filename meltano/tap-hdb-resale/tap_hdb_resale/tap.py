@@ -118,6 +118,14 @@ class TapHdbResale(Tap):
             "only changed files are extracted again.",
         ),
         th.Property(
+            "warehouse_months",
+            th.StringType,
+            description="The warehouse's own record of what is loaded, as JSON: for each month "
+            "the rows and fingerprint of its latest accepted delivery and the deliveries the "
+            "validation gate rejected. The project passes it on every run, so the warehouse, "
+            "not Meltano's state, decides which months are loaded. Unset: Meltano's state.",
+        ),
+        th.Property(
             "api_url",
             th.StringType,
             default=api.DEFAULT_API_URL,

@@ -1,8 +1,11 @@
 """Write Singer streams into DuckDB: append-only, one transaction per run, with load metadata.
 
-Every run is one load: its rows get the same ``_load_id`` and ``_loaded_at``, and a row in
-``<schema>._loads`` says what it held. Nothing is visible until :meth:`DuckDBLoader.commit`;
-:meth:`DuckDBLoader.abort` (or a crash) leaves the database exactly as it was.
+Every run is one load: its rows get the same ``_load_id`` and ``_loaded_at``, a row in
+``<schema>._loads`` says what it held, and ``<schema>._load_months`` records each month it
+delivered: rows, the tap's fingerprint of their content and the source. That record, not
+Meltano's state, is what the next run compares deliveries with. Nothing is visible until
+:meth:`DuckDBLoader.commit`; :meth:`DuckDBLoader.abort` (or a crash) leaves the database
+exactly as it was.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class _Stream:
     rows: list[tuple] = field(default_factory=list)
     row_count: int = 0
     month_counts: dict[str, int] = field(default_factory=dict)
+    month_sources: dict[str, str | None] = field(default_factory=dict)
 
 
 class DuckDBLoader:
@@ -75,6 +79,11 @@ class DuckDBLoader:
             f"""create table if not exists {quote(schema)}._loads (
                 load_id varchar primary key, stream varchar, started_at timestamp,
                 committed_at timestamp, row_count bigint, months varchar[])"""
+        )
+        self.con.execute(
+            f"""create table if not exists {quote(schema)}._load_months (
+                load_id varchar, stream varchar, month varchar, row_count bigint,
+                fingerprint varchar, source varchar)"""
         )
         # Strictly increasing from load to load, so "latest delivery" never ties.
         self.loaded_at = self.con.execute(
@@ -114,6 +123,7 @@ class DuckDBLoader:
             columns=list(properties),
             row_count=previous.row_count if previous else 0,
             month_counts=previous.month_counts if previous else {},
+            month_sources=previous.month_sources if previous else {},
         )
 
     def add(self, stream: str, record: dict[str, Any]) -> None:
@@ -130,6 +140,8 @@ class DuckDBLoader:
         state.row_count += 1
         month = record.get("month")
         if month is not None:
+            if month not in state.month_counts:
+                state.month_sources[month] = record.get("_source")
             state.month_counts[month] = state.month_counts.get(month, 0) + 1
         if len(state.rows) >= self.batch_rows:
             self._flush(state)
@@ -168,8 +180,13 @@ class DuckDBLoader:
                     problems.append(f"{stream} {month}: received {count}, state says {rows}")
         return problems
 
-    def commit(self) -> dict[str, int]:
-        """Flush everything, record the load, commit; returns rows loaded per stream."""
+    def commit(self, closing_state: object = None) -> dict[str, int]:
+        """Flush everything, record the load and its months, commit; returns rows per stream.
+
+        Each month's fingerprint comes from the tap's closing ``state``
+        (``bookmarks.<stream>.months.<month>.fingerprint``; null when the tap has none).
+        """
+        bookmarks = closing_state.get("bookmarks", {}) if isinstance(closing_state, dict) else {}
         counts: dict[str, int] = {}
         for stream, state in self.streams.items():
             self._flush(state)
@@ -188,6 +205,19 @@ class DuckDBLoader:
                     select $1, $2, $3, timezone('UTC', now()), $4, {months_sql}""",
                 [self.load_id, stream, self.loaded_at, state.row_count],
             )
+            claimed = (bookmarks.get(stream) or {}).get("months") or {}
+            for month, rows in sorted(state.month_counts.items()):
+                self.con.execute(
+                    f"insert into {quote(self.schema)}._load_months values (?, ?, ?, ?, ?, ?)",
+                    [
+                        self.load_id,
+                        stream,
+                        month,
+                        rows,
+                        (claimed.get(month) or {}).get("fingerprint"),
+                        state.month_sources.get(month),
+                    ],
+                )
         self.con.execute("commit")
         self.con.close()
         return counts

@@ -94,7 +94,7 @@ def load(lines: Iterable[str], config: dict[str, Any], out: IO[str]) -> dict[str
                 + "): the extract did not finish, so nothing was loaded. See the tap's error "
                 "above, fix it, and run again."
             )
-        counts = loader.commit()
+        counts = loader.commit(state)
     except BaseException:
         loader.abort()
         raise
