@@ -45,6 +45,7 @@ DEFAULT_LOOKBACK_MONTHS = 1
 
 DATASET_ID = "d_8b84c4ee58e3cfc0ece0d773c8ca6abc"
 DATA_GOV_SG_API_URL = "https://data.gov.sg/api/action/datastore_search"
+DATA_GOV_SG_DOWNLOAD_API_URL = "https://api-open.data.gov.sg/v1/public/api/datasets"
 
 SOURCES = ("files", "api")
 
@@ -57,6 +58,7 @@ ENV_NAMES = (
     "HDB_LOOKBACK_MONTHS",
     "DATA_GOV_SG_API_KEY",
     "DATA_GOV_SG_API_URL",
+    "DATA_GOV_SG_DOWNLOAD_API_URL",
 )
 
 
@@ -75,6 +77,7 @@ class Settings:
     lookback_months: int = DEFAULT_LOOKBACK_MONTHS
     api_url: str = DATA_GOV_SG_API_URL
     api_key: str | None = field(default=None, repr=False)
+    download_api_url: str = DATA_GOV_SG_DOWNLOAD_API_URL
 
     @property
     def source_mode(self) -> str:
@@ -294,8 +297,15 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         data_dir = SNAPSHOT_DIR
 
     api_url = _env_value(values, "DATA_GOV_SG_API_URL") or DATA_GOV_SG_API_URL
-    if not api_url.startswith(("http://", "https://")):
-        raise SettingsError(f"DATA_GOV_SG_API_URL={api_url!r}: expected an http(s) URL.")
+    download_api_url = (
+        _env_value(values, "DATA_GOV_SG_DOWNLOAD_API_URL") or DATA_GOV_SG_DOWNLOAD_API_URL
+    )
+    for name, url in (
+        ("DATA_GOV_SG_API_URL", api_url),
+        ("DATA_GOV_SG_DOWNLOAD_API_URL", download_api_url),
+    ):
+        if not url.startswith(("http://", "https://")):
+            raise SettingsError(f"{name}={url!r}: expected an http(s) URL.")
 
     return Settings(
         data_dir=data_dir,
@@ -305,6 +315,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         lookback_months=lookback,
         api_url=api_url,
         api_key=_env_value(values, "DATA_GOV_SG_API_KEY"),
+        download_api_url=download_api_url,
     )
 
 

@@ -1,8 +1,14 @@
-"""A stand-in for data.gov.sg's datastore_search on loopback, for tests that must not leave
-this machine. It serves records per month with limit/offset paging like the real API."""
+"""A stand-in for data.gov.sg on loopback, for tests that must not leave this machine.
+
+It serves ``datastore_search`` (records per month with limit/offset paging, as the real API)
+and the download API (``initiate-download``, then ``poll-download``, which answers "in
+progress" once before it names a CSV link). The CSV is served as data.gov.sg serves it: a
+byte order mark, CRLF line ends, and no line break after the last row."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -15,11 +21,43 @@ from urllib.parse import parse_qs, urlparse
 def fake_datagov(records_by_month: dict[str, list[dict]]) -> Iterator[dict]:
     """Serve ``records_by_month``; yields a dict with ``url`` and the ``requests`` seen."""
     seen: list[dict] = []
+    polls: list[int] = []
+
+    def export() -> bytes:
+        rows = [r for month in sorted(records_by_month) for r in records_by_month[month]]
+        columns = list(rows[0]) if rows else ["month"]
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, columns, lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return b"\xef\xbb\xbf" + buffer.getvalue().removesuffix("\r\n").encode()
 
     class Handler(BaseHTTPRequestHandler):
+        def answer(self, body: bytes, kind: str = "application/json") -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def do_GET(self) -> None:
+            path = urlparse(self.path).path
             query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
-            seen.append({"query": query, "headers": dict(self.headers)})
+            seen.append({"path": path, "query": query, "headers": dict(self.headers)})
+            if path.endswith("/initiate-download"):
+                polls.clear()
+                message = {"message": "Download successfully initiated. Proceed to poll download"}
+                return self.answer(json.dumps({"code": 0, "data": message}).encode())
+            if path.endswith("/poll-download"):
+                polls.append(1)
+                data = (
+                    {"status": "DOWNLOAD_IN_PROGRESS"}
+                    if len(polls) == 1
+                    else {"status": "DOWNLOAD_SUCCESS", "url": f"{base}/files/export.csv"}
+                )
+                return self.answer(json.dumps({"code": 0, "data": data}).encode())
+            if path.endswith("/files/export.csv"):
+                return self.answer(export(), "text/csv")
             month = json.loads(query.get("filters", "{}")).get("month")
             records = records_by_month.get(month, [])
             offset, limit = int(query.get("offset", 0)), int(query.get("limit", 100))
@@ -39,11 +77,13 @@ def fake_datagov(records_by_month: dict[str, list[dict]]) -> Iterator[dict]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    base = f"http://127.0.0.1:{server.server_port}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield {
-            "url": f"http://127.0.0.1:{server.server_port}/api/action/datastore_search",
+            "url": f"{base}/api/action/datastore_search",
+            "download_url": f"{base}/v1/public/api/datasets",
             "requests": seen,
         }
     finally:

@@ -1,13 +1,17 @@
-"""``make data`` writes one delivery per month, a manifest, and warns on reference drift."""
+"""``make data`` downloads the dataset in one export (data.gov.sg's download API, stood in for
+on loopback), writes one delivery per month and a manifest, warns on reference drift, and
+fails fast, saying what to do, when there is no network."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
+import tap_hdb_resale.api
 from fake_datagov import fake_datagov
 
 from hdb_elt.download import download_months, reference_counts
@@ -25,14 +29,24 @@ def record(month: str, i: int) -> dict:
     }  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch) -> None:
+    monkeypatch.setattr(tap_hdb_resale.api, "DOWNLOAD_POLL_SECONDS", 0.01)
+
+
+def settings_for(api: dict, start: str, end: str, **more: str):
+    return load_settings(
+        {"HDB_START_MONTH": start, "HDB_END_MONTH": end,
+         "DATA_GOV_SG_DOWNLOAD_API_URL": api["download_url"], **more},
+        dotenv=False,
+    )  # fmt: skip
+
+
 def test_download_writes_deliveries_manifest_and_reference_warning(tmp_path: Path, capsys) -> None:
     served = {"2023-01": [record("2023-01", i) for i in range(5)], "2023-02": []}
+    served["2022-12"] = [record("2022-12", i) for i in range(4)]  # outside the window
     with fake_datagov(served) as api:
-        settings = load_settings(
-            {"HDB_START_MONTH": "2023-01", "HDB_END_MONTH": "2023-02",
-             "DATA_GOV_SG_API_URL": api["url"], "DATA_GOV_SG_API_KEY": "planted-key-7f3a"},
-            dotenv=False,
-        )  # fmt: skip
+        settings = settings_for(api, "2023-01", "2023-02", DATA_GOV_SG_API_KEY="planted-key-7f3a")
         results = download_months(settings, tmp_path)
 
     january = tmp_path / "resale-flat-prices-2023-01.csv"
@@ -43,6 +57,10 @@ def test_download_writes_deliveries_manifest_and_reference_warning(tmp_path: Pat
                        "New Generation", "1980", "56 years 02 months", "350000"]  # fmt: skip
     assert len(rows) == 6
     assert not (tmp_path / "resale-flat-prices-2023-02.csv").exists()  # nothing published
+    assert not (tmp_path / "resale-flat-prices-2022-12.csv").exists()  # not in the window
+    # One export: initiate, poll until the link is named, then the CSV; never a page a month.
+    paths = [r["path"].rsplit("/", 1)[-1] for r in api["requests"]]
+    assert paths == ["initiate-download", "poll-download", "poll-download", "export.csv"]
     assert not list(tmp_path.glob("*.partial"))
 
     manifest = json.loads((tmp_path / "manifest.json").read_text())
@@ -57,27 +75,21 @@ def test_download_writes_deliveries_manifest_and_reference_warning(tmp_path: Pat
     assert reference_counts()["2023-01"] == 2552
     assert "2023-01: downloaded 5 rows, the workbook's reference has 2,552" in out
     assert "planted-key-7f3a" not in out + (tmp_path / "manifest.json").read_text()
-    assert all(r["headers"].get("x-api-key") == "planted-key-7f3a" for r in api["requests"])
+    # The key goes to data.gov.sg's API, never to the host of the download link.
+    assert [r["headers"].get("x-api-key") for r in api["requests"]] == ["planted-key-7f3a"] * 3 + [
+        None
+    ]
 
 
 def test_an_empty_answer_never_replaces_an_earlier_download(tmp_path: Path, capsys) -> None:
     with fake_datagov({"2023-01": [record("2023-01", i) for i in range(3)]}) as api:
-        settings = load_settings(
-            {"HDB_START_MONTH": "2023-01", "HDB_END_MONTH": "2023-01",
-             "DATA_GOV_SG_API_URL": api["url"]},
-            dotenv=False,
-        )  # fmt: skip
-        download_months(settings, tmp_path)
+        download_months(settings_for(api, "2023-01", "2023-01"), tmp_path)
     before = (tmp_path / "resale-flat-prices-2023-01.csv").read_bytes()
     manifest_before = json.loads((tmp_path / "manifest.json").read_text())["months"]
 
-    with fake_datagov({}) as api:  # data.gov.sg answers, but with no rows for the month
-        settings = load_settings(
-            {"HDB_START_MONTH": "2023-01", "HDB_END_MONTH": "2023-01",
-             "DATA_GOV_SG_API_URL": api["url"]},
-            dotenv=False,
-        )  # fmt: skip
-        download_months(settings, tmp_path)
+    served = {"2022-12": [record("2022-12", 1)]}  # the export holds no row of the month
+    with fake_datagov(served) as api:
+        download_months(settings_for(api, "2023-01", "2023-01"), tmp_path)
     assert (tmp_path / "resale-flat-prices-2023-01.csv").read_bytes() == before
     assert json.loads((tmp_path / "manifest.json").read_text())["months"] == manifest_before
     assert "2023-01: data.gov.sg returned no rows, so the earlier download" in (
@@ -85,35 +97,33 @@ def test_an_empty_answer_never_replaces_an_earlier_download(tmp_path: Path, caps
     )
 
 
-def test_an_interrupted_download_leaves_a_manifest_of_the_files_present(
-    tmp_path: Path, monkeypatch
-) -> None:
-    from tap_hdb_resale.api import DataGovSgClient
+def test_no_network_fails_within_seconds_saying_what_to_do(tmp_path: Path) -> None:
+    # A port nobody listens on: the connection is refused, as on a machine with no network.
+    with fake_datagov({}) as api:
+        dead = api["download_url"]
+    settings = load_settings(
+        {"HDB_START_MONTH": "2023-01", "HDB_END_MONTH": "2023-01",
+         "DATA_GOV_SG_DOWNLOAD_API_URL": dead},
+        dotenv=False,
+    )  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(tap_hdb_resale.api.NetworkError) as failure:
+        download_months(settings, tmp_path)
+    assert time.monotonic() - started < 10
+    message = str(failure.value)
+    assert "the connection was refused" in message
+    assert "bundled 2023 snapshot (data/snapshot/)" in message
+    assert "HDB_RESALE_DATA_DIR" in message
+    assert not list(tmp_path.glob("*.csv*")), "nothing half-written stays behind"
 
-    real_iter_month = DataGovSgClient.iter_month
 
-    def iter_month(self, month: str):
-        if month == "2023-02":
-            raise ConnectionError("the network went away")
-        return real_iter_month(self, month)
-
-    monkeypatch.setattr(DataGovSgClient, "iter_month", iter_month)
-    served = {m: [record(m, i) for i in range(2)] for m in ("2023-01", "2023-02")}
-    with fake_datagov(served) as api:
-        settings = load_settings(
-            {"HDB_START_MONTH": "2023-01", "HDB_END_MONTH": "2023-02",
-             "DATA_GOV_SG_API_URL": api["url"]},
-            dotenv=False,
-        )  # fmt: skip
-        with pytest.raises(ConnectionError):
-            download_months(settings, tmp_path)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert sorted(manifest["months"]) == ["2023-01"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "manifest.json",
-        "resale-flat-prices-2023-01.csv",
-    ]
-    january = tmp_path / "resale-flat-prices-2023-01.csv"
-    assert (
-        manifest["months"]["2023-01"]["sha256"] == hashlib.sha256(january.read_bytes()).hexdigest()
-    )
+def test_an_unresolvable_host_fails_at_once_naming_dns(tmp_path: Path) -> None:
+    settings = load_settings(
+        {"HDB_START_MONTH": "2023-01", "HDB_END_MONTH": "2023-01",
+         "DATA_GOV_SG_DOWNLOAD_API_URL": "http://no-such-host.invalid/v1/public/api/datasets"},
+        dotenv=False,
+    )  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(tap_hdb_resale.api.NetworkError, match="could not be looked up"):
+        download_months(settings, tmp_path)
+    assert time.monotonic() - started < 10

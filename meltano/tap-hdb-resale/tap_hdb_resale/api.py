@@ -8,35 +8,59 @@ It has no singer-sdk dependency on purpose: the tap uses it, and so does the pro
     for record in client.iter_month("2023-07"):  # dicts of text values, in source order
         ...
 
-Rate limits (HTTP 429) and server errors (5xx) are retried with exponential backoff and
-jitter; HTTP 413 halves the page size. The API key travels only in the ``x-api-key`` header:
-it is never part of a URL, a log line, a record or an error message.
+Requests are paced to data.gov.sg's published limit (``datastore_search``: 4 calls per 10 s
+without a key, 8 with one), so a run does not trip it; a rate limit met anyway (HTTP 429) and
+server errors (5xx) are retried with exponential backoff and jitter; HTTP 413 halves the page
+size. No network at all (a DNS failure, a refused or unreachable connection) is not retried: it
+fails at once with :class:`NetworkError`, which says how to work offline. The API key travels
+only in the ``x-api-key`` header: it is never part of a URL, a log line, a record or an error
+message.
 """
 
 from __future__ import annotations
 
+import collections
+import errno
 import json
 import logging
 import math
 import random
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlparse
 
 import requests
 
 from tap_hdb_resale.months import parse_month
 
 DEFAULT_API_URL = "https://data.gov.sg/api/action/datastore_search"
+# data.gov.sg's download API: one request for a whole dataset, as a short-lived CSV link.
+DEFAULT_DOWNLOAD_API_URL = "https://api-open.data.gov.sg/v1/public/api/datasets"
+DOWNLOAD_CALLS_PER_MINUTE = 5
+DOWNLOAD_POLL_SECONDS = 3.0
+DOWNLOAD_POLL_LIMIT = 40
 DEFAULT_RESOURCE_ID = "d_8b84c4ee58e3cfc0ece0d773c8ca6abc"
 DEFAULT_PAGE_SIZE = 10_000
 DEFAULT_MAX_RETRIES = 8
 DEFAULT_BACKOFF_BASE_SECONDS = 1.0
 DEFAULT_BACKOFF_MAX_SECONDS = 12.0  # data.gov.sg's rate limits reset every 10 s
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 60.0
+# Seconds to wait for a connection: a network that drops packets fails within this, not 60 s.
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
+# data.gov.sg's datastore_search quota: calls per window, without and with an API key.
+RATE_WINDOW_SECONDS = 10.0
+CALLS_PER_WINDOW = 4
+CALLS_PER_WINDOW_WITH_KEY = 8
+OFFLINE_HINT = (
+    "The workbook runs without a network: with HDB_RESALE_SOURCE unset it reads the bundled "
+    "2023 snapshot (data/snapshot/), and HDB_RESALE_DATA_DIR points it at a folder of CSV "
+    "deliveries you already have."
+)
 PAGE_MARGIN = 2  # pages allowed beyond ceil(total / page size) before we call it a loop
 
 logger = logging.getLogger(__name__)
@@ -44,6 +68,68 @@ logger = logging.getLogger(__name__)
 
 class ApiError(RuntimeError):
     """data.gov.sg did not deliver a month; the message names the URL (never the key)."""
+
+
+class NetworkError(ApiError):
+    """data.gov.sg cannot be reached at all (no network, DNS, refused): not worth retrying."""
+
+
+def unreachable(error: BaseException) -> str | None:
+    """Why a connection could not be made at all, in words (None for other failures, such as
+    a connection that broke or timed out mid-answer, which are worth retrying)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror) or "NameResolution" in type(current).__name__:
+            return "its name could not be looked up (no network, or no DNS)"
+        if isinstance(current, ConnectionRefusedError):
+            return "the connection was refused"
+        if isinstance(current, OSError) and current.errno in (
+            errno.ENETUNREACH,
+            errno.EHOSTUNREACH,
+            errno.ENETDOWN,
+        ):
+            return "the network is unreachable"
+        if isinstance(current, requests.ConnectTimeout):
+            return "no connection could be made within the connect timeout"
+        args = getattr(current, "args", ())
+        nested = next((a for a in args if isinstance(a, BaseException)), None)
+        current = (
+            getattr(current, "reason", None) or nested or current.__cause__ or current.__context__
+        )
+    return None
+
+
+class Pacer:
+    """At most ``calls`` requests in any ``window`` seconds: waits before a request that would
+    go over, so a long run stays inside data.gov.sg's quota instead of tripping it."""
+
+    def __init__(
+        self,
+        calls: int,
+        window: float = RATE_WINDOW_SECONDS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.calls, self.window = calls, window
+        self._clock, self._sleep = clock, sleep
+        self._sent: collections.deque[float] = collections.deque()
+
+    def wait(self) -> float:
+        """Block until a request may go; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            now = self._clock()
+            while self._sent and now - self._sent[0] >= self.window:
+                self._sent.popleft()
+            if len(self._sent) < self.calls:
+                self._sent.append(now)
+                return waited
+            pause = self.window - (now - self._sent[0])
+            self._sleep(pause)
+            waited += pause
 
 
 @dataclass(frozen=True)
@@ -92,8 +178,11 @@ class DataGovSgClient:
         backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
         backoff_max_seconds: float = DEFAULT_BACKOFF_MAX_SECONDS,
         request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+        connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+        calls_per_window: int | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, not {page_size}")
@@ -104,11 +193,15 @@ class DataGovSgClient:
         self.backoff_base_seconds = backoff_base_seconds
         self.backoff_max_seconds = backoff_max_seconds
         self.request_timeout_seconds = request_timeout_seconds
+        self.connect_timeout_seconds = connect_timeout_seconds
         self._api_key = api_key or None
         self._session = session or requests.Session()
         if self._api_key:
             self._session.headers["x-api-key"] = self._api_key
         self._sleep = sleep
+        if calls_per_window is None:
+            calls_per_window = CALLS_PER_WINDOW_WITH_KEY if self._api_key else CALLS_PER_WINDOW
+        self.pacer = Pacer(calls_per_window, clock=clock, sleep=sleep)
 
     def __repr__(self) -> str:  # never show the key
         return f"DataGovSgClient(api_url={self.api_url!r}, resource_id={self.resource_id!r})"
@@ -174,11 +267,19 @@ class DataGovSgClient:
             params = {**self._params(month), "limit": str(limit), "offset": str(offset)}
             url = f"{self.api_url}?{urlencode(params)}"
             wait: float | None = None
+            self.pacer.wait()
             try:
                 response = self._session.get(
-                    self.api_url, params=params, timeout=self.request_timeout_seconds
+                    self.api_url,
+                    params=params,
+                    timeout=(self.connect_timeout_seconds, self.request_timeout_seconds),
                 )
             except (requests.ConnectionError, requests.Timeout) as error:
+                cause = unreachable(error)
+                if cause is not None:
+                    raise NetworkError(
+                        f"Cannot reach {urlparse(self.api_url).netloc}: {cause}. {OFFLINE_HINT}"
+                    ) from None
                 problem = f"{type(error).__name__}"
             else:
                 status = response.status_code
@@ -241,3 +342,86 @@ class DataGovSgClient:
         if not isinstance(total, int) or isinstance(total, bool) or total < 0:
             raise ApiError(f"{url}: 'result.total' is not a count: {total!r}")
         return Page(records, total)
+
+
+def download_dataset(
+    dest: Path,
+    *,
+    dataset_id: str = DEFAULT_RESOURCE_ID,
+    download_api_url: str = DEFAULT_DOWNLOAD_API_URL,
+    api_key: str | None = None,
+    session: requests.Session | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    poll_seconds: float | None = None,
+) -> Path:
+    """Download a whole dataset with data.gov.sg's download API into ``dest``: initiate the
+    export, poll until it names a CSV link, then stream that file. One export instead of one
+    ``datastore_search`` page per month; network failures fail fast as :class:`NetworkError`."""
+    session = session or requests.Session()
+    poll_seconds = DOWNLOAD_POLL_SECONDS if poll_seconds is None else poll_seconds
+    headers = {"x-api-key": api_key} if api_key else {}
+    pacer = Pacer(DOWNLOAD_CALLS_PER_MINUTE, 60.0, clock=clock, sleep=sleep)
+    base = f"{download_api_url.rstrip('/')}/{dataset_id}"
+    timeout = (DEFAULT_CONNECT_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS)
+
+    def call(url: str, *, stream: bool = False) -> requests.Response:
+        # The key goes to data.gov.sg only, never to the host of the download link.
+        sent = headers if url.startswith(download_api_url) else {}
+        for attempt in range(DEFAULT_MAX_RETRIES + 1):
+            pacer.wait()
+            try:
+                response = session.get(url, headers=sent, timeout=timeout, stream=stream)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                cause = unreachable(error)
+                if cause is not None:
+                    raise NetworkError(
+                        f"Cannot reach {urlparse(url).netloc}: {cause}. {OFFLINE_HINT}"
+                    ) from None
+                problem, wait = type(error).__name__, None
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code != 429 and response.status_code < 500:
+                    raise ApiError(f"{url}: HTTP {response.status_code} {response.reason}")
+                problem = f"HTTP {response.status_code}"
+                wait = _retry_after(response)
+            wait = wait if wait is not None else min(DEFAULT_BACKOFF_MAX_SECONDS, 2.0**attempt)
+            logger.warning("%s: %s, retry %d in %.1f s", url, problem, attempt + 1, wait)
+            sleep(wait)
+        raise ApiError(f"{url}: gave up after {DEFAULT_MAX_RETRIES + 1} attempts ({problem})")
+
+    def answer(url: str) -> dict[str, Any]:
+        try:
+            body = call(url).json()
+        except ValueError:
+            raise ApiError(f"{url}: the answer is not JSON") from None
+        if not isinstance(body, dict) or body.get("code") not in (0, None):
+            message = body.get("errorMsg") if isinstance(body, dict) else None
+            raise ApiError(f"{url}: data.gov.sg answered with an error: {message or body!r}")
+        return body.get("data") or {}
+
+    answer(f"{base}/initiate-download")
+    link = None
+    for _ in range(DOWNLOAD_POLL_LIMIT):
+        data = answer(f"{base}/poll-download")
+        link = data.get("url")
+        if link:
+            break
+        logger.info("data.gov.sg is preparing the download (%s)", data.get("status", "waiting"))
+        sleep(poll_seconds)
+    if not link:
+        raise ApiError(
+            f"{base}/poll-download: no download link after {DOWNLOAD_POLL_LIMIT} polls; "
+            "try again later."
+        )
+    partial = dest.with_name(dest.name + ".partial")
+    try:
+        with call(link, stream=True) as response, partial.open("wb") as handle:
+            for chunk in response.iter_content(chunk_size=1 << 20):
+                handle.write(chunk)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(dest)
+    return dest
