@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
+import time
 import warnings
 from datetime import date, datetime
 from pathlib import Path
@@ -198,6 +200,9 @@ def write_delivery(folder: Path, name: str, rows: list[tuple[str, str]]) -> Path
     ]
     path = folder / name
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # Written a while ago, as a delivery that has finished arriving (see the settling test).
+    old = time.time() - 3600
+    os.utime(path, (old, old))
     return path
 
 
@@ -235,6 +240,23 @@ def test_the_sensor_starts_one_run_per_new_month_and_none_for_an_unchanged_file(
 
     path.touch()  # a new modification time, the same content: no run
     assert tick(tmp_path, changed.cursor).run_requests == []
+
+
+def test_the_sensor_waits_until_a_file_being_written_has_stopped_changing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "Resale Flat Prices 2023-03.CSV"
+    path.write_text(HEADER + "\n2023-03,ANG MO KIO,3 ROOM,1,", encoding="utf-8")  # half copied
+    first = tick(tmp_path, None)
+    assert first.run_requests == [] and "1 still changing" in first.skip_reason.skip_message
+    with path.open("a", encoding="utf-8") as handle:  # the copy goes on between ticks
+        handle.write("A,AVE 3,04 TO 06,67,New Generation,1978,54 years 02 months,400000\n")
+    os.utime(path, (time.time() + 1, time.time() + 1))
+    second = tick(tmp_path, first.cursor)
+    assert second.run_requests == []
+    third = tick(tmp_path, second.cursor)  # the same size and time on two ticks: settled
+    assert [r.partition_key for r in third.run_requests] == ["2023-03"]
+    assert tick(tmp_path, third.cursor).run_requests == []
 
 
 def test_the_sensor_starts_a_run_for_each_month_a_file_holds_and_skips_non_partitions(
