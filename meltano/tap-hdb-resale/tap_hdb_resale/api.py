@@ -201,7 +201,8 @@ class DataGovSgClient:
         self._sleep = sleep
         if calls_per_window is None:
             calls_per_window = CALLS_PER_WINDOW_WITH_KEY if self._api_key else CALLS_PER_WINDOW
-        self.pacer = Pacer(calls_per_window, clock=clock, sleep=sleep)
+        # The pacer waits in real time; ``sleep`` (injectable for tests) is the backoff's.
+        self.pacer = Pacer(calls_per_window, clock=clock)
 
     def __repr__(self) -> str:  # never show the key
         return f"DataGovSgClient(api_url={self.api_url!r}, resource_id={self.resource_id!r})"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tap_helpers import datastore, json_reply, run_tap, sale
 
-from tap_hdb_resale.api import ApiError, DataGovSgClient, as_text
+from tap_hdb_resale.api import ApiError, DataGovSgClient, NetworkError, Pacer, as_text
 
 FAST = {"backoff_base_seconds": 0.001, "backoff_max_seconds": 0.01, "max_retries": 3}
 MONTHS = {
@@ -18,6 +18,8 @@ MONTHS = {
 
 
 def client(url: str, **settings: Any) -> DataGovSgClient:
+    # Paced as data.gov.sg's quota asks, these tests would wait 10 s every 4 pages.
+    settings.setdefault("calls_per_window", 10_000)
     return DataGovSgClient(api_url=url, **{**FAST, "page_size": 10, **settings})
 
 
@@ -248,3 +250,28 @@ def test_empty_settings_mean_unset(fake_api) -> None:
     run = run_tap(api_config(api.url, **settings))
     assert run.month_counts() == {"2023-01": 25, "2023-02": 3}
     assert "x-api-key" not in {name.lower() for name in api.requests[0]["headers"]}
+
+
+def test_requests_are_paced_to_the_quota_rather_than_tripping_it() -> None:
+    now, slept = [0.0], []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = Pacer(4, 10.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(4):  # data.gov.sg's quota without a key: four calls in any ten seconds
+        assert pacer.wait() == 0.0
+        now[0] += 0.5
+    assert pacer.wait() == pytest.approx(8.0)  # the fifth waits until the first leaves the window
+    assert slept == [pytest.approx(8.0)]
+    assert DataGovSgClient().pacer.calls == 4
+    assert DataGovSgClient(api_key="k").pacer.calls == 8
+
+
+def test_no_network_is_not_retried_and_says_how_to_work_offline() -> None:
+    refused = DataGovSgClient(api_url="http://127.0.0.1:9/api/action/datastore_search")
+    with pytest.raises(NetworkError) as failure:
+        refused.month_total("2023-01")
+    assert "Cannot reach 127.0.0.1:9: the connection was refused" in str(failure.value)
+    assert "bundled 2023 snapshot" in str(failure.value)

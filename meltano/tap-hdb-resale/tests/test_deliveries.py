@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import io
+import json
 import logging
+import os
+import threading
+import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
 from tap_helpers import run_tap, sale, write_csv
 
-from tap_hdb_resale.deliveries import COLUMNS, DeliveryError, collect_months, read_delivery
+from tap_hdb_resale.deliveries import (
+    COLUMNS,
+    DeliveryError,
+    collect_months,
+    read_delivery,
+    scan_folder,
+    wait_until_settled,
+)
 from tap_hdb_resale.tap import TapHdbResale
 
 
@@ -161,9 +174,8 @@ BAD_INPUTS = {
         "(rule: every row has as many fields as the header)",
     ),
     "cut inside the last value": (
-        f"{HEADER}\n{GOOD}\n{GOOD[:-2]}".encode(),
-        "line 3: the last line does not end with a line break, so the file may have been cut "
-        "short (its last value could be incomplete) (rule: a delivery ends with a line break)",
+        f"{HEADER}\n{GOOD}\n{GOOD[:-6]}".encode(),
+        "line 3, column resale_price: '' is not a number",
     ),
     "too many fields": (
         f"{HEADER}\n{GOOD},extra\n".encode(),
@@ -273,3 +285,150 @@ def test_nothing_is_emitted_when_a_later_file_is_bad(tmp_path: Path) -> None:
 def test_data_dir_must_be_a_folder(tmp_path: Path) -> None:
     with pytest.raises(DeliveryError, match="is not a folder"):
         run_tap(files_config(tmp_path / "missing"))
+
+
+def settled(path: Path) -> Path:
+    """As a delivery that finished arriving a while ago."""
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    return path
+
+
+def test_a_complete_file_as_data_gov_sg_serves_it_loads(tmp_path: Path) -> None:
+    # A byte order mark, CRLF line ends and no line break after the last row.
+    text = "\r\n".join([HEADER, GOOD, good_line(block="9")])
+    path = tmp_path / "resale-flat-prices-2023-03.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    settled(path)
+    run = run_tap(files_config(tmp_path))
+    assert [r["block"] for r in run.records] == ["101", "9"]
+    assert run.records[-1]["resale_price"] == "401000"
+
+
+def test_upper_case_and_gzip_deliveries_are_read(tmp_path: Path) -> None:
+    write_csv(tmp_path / "Resale Flat Prices 2023-03.CSV", [sale("2023-03", 1)])
+    text = f"{HEADER}\n{','.join(sale('2023-04', 2).values())}\n"
+    (tmp_path / "resale-flat-prices-2023-04.csv.gz").write_bytes(gzip.compress(text.encode()))
+    run = run_tap(files_config(tmp_path))
+    assert sorted(r["month"] for r in run.records) == ["2023-03", "2023-04"]
+    assert any(r["_source"].endswith(".csv.gz") for r in run.records)
+
+
+def test_every_other_entry_of_the_folder_is_named(tmp_path: Path, caplog) -> None:
+    write_csv(tmp_path / "resale-flat-prices-2023-03.csv", [sale("2023-03", 1)])
+    (tmp_path / "older").mkdir()
+    (tmp_path / "notes.xlsx").write_bytes(b"PK")
+    (tmp_path / "latest").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "manifest.json").write_text("{}")  # make data's: a companion, not named
+    scan = scan_folder(tmp_path)
+    assert [p.name for p in scan.deliveries] == ["resale-flat-prices-2023-03.csv"]
+    assert scan.ignored == [
+        "latest is a link to a file that does not exist",
+        "notes.xlsx is not a CSV delivery (*.csv or *.csv.gz)",
+        "older is a folder: deliveries in subfolders are not read",
+    ]
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(files_config(tmp_path, "2023-03", "2023-04"))
+    assert len(run.records) == 1
+    text = caplog.text
+    assert "older is a folder: deliveries in subfolders are not read" in text
+    assert "No delivery for 2023-04 in " in text
+    assert "(rule: every month of the window has a delivery)" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("resale-flat-prices-2023-05.xlsx", "is not a CSV delivery (*.csv or *.csv.gz), though"),
+        ("resale-flat-prices-2023-05.csv", "is a link to a file that does not exist"),
+    ],
+)
+def test_a_delivery_that_cannot_be_read_is_refused_by_name(
+    tmp_path: Path, name: str, problem: str
+) -> None:
+    write_csv(tmp_path / "resale-flat-prices-2023-03.csv", [sale("2023-03", 1)])
+    if name.endswith(".xlsx"):
+        (tmp_path / name).write_bytes(b"PK")
+    else:
+        (tmp_path / name).symlink_to(tmp_path / "nowhere.csv")
+    with pytest.raises(DeliveryError) as caught:
+        run_tap(files_config(tmp_path))
+    assert str(caught.value).startswith(f"{name}: {problem}")
+    assert "(rule: every delivery in the folder can be read)" in str(caught.value)
+
+
+def test_a_corrupt_gzip_delivery_is_refused(tmp_path: Path) -> None:
+    data = gzip.compress(f"{HEADER}\n{GOOD}\n".encode())
+    (tmp_path / "resale-flat-prices-2023-03.csv.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DeliveryError, match="is not a complete gzip file"):
+        run_tap(files_config(tmp_path))
+
+
+def write_manifest(folder: Path, path: Path, rows: int) -> None:
+    entry = {
+        "file": path.name,
+        "rows": rows,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
+    (folder / "manifest.json").write_text(json.dumps({"months": {"2023-03": entry}}))
+
+
+def test_a_file_cut_short_is_caught_by_the_manifest(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "resale-flat-prices-2023-03.csv", [sale("2023-03", i) for i in range(3)]
+    )
+    write_manifest(tmp_path, path, 3)
+    run_tap(files_config(tmp_path))  # as downloaded: loads
+    # Cut inside the last price: "402000" becomes "40", a plausible number and no line break.
+    path.write_bytes(path.read_bytes().rstrip(b"\n")[:-4])
+    with pytest.raises(DeliveryError) as caught:
+        run_tap(files_config(tmp_path))
+    assert str(caught.value).startswith(
+        "resale-flat-prices-2023-03.csv: holds 3 rows and ends inside a line, but manifest.json "
+        "records 3 complete rows for it: the file was cut short, or is still being copied "
+        "(rule: a delivery holds the rows its manifest records)"
+    )
+
+
+def test_fewer_rows_than_the_manifest_records_is_refused(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "resale-flat-prices-2023-03.csv", [sale("2023-03", i) for i in range(3)]
+    )
+    write_manifest(tmp_path, path, 3)
+    path.write_text("\n".join(path.read_text().splitlines()[:3]) + "\n")  # two rows left
+    with pytest.raises(DeliveryError) as caught:
+        run_tap(files_config(tmp_path))
+    assert str(caught.value).startswith(
+        "resale-flat-prices-2023-03.csv: holds 2 rows, but manifest.json records 3 complete rows "
+        "for it: the file was cut short, or is still being copied"
+    )
+
+
+def test_a_file_still_being_written_is_waited_for(tmp_path: Path) -> None:
+    path = tmp_path / "resale-flat-prices-2023-03.csv"
+    path.write_text(f"{HEADER}\n{GOOD}\n")
+
+    def finish_copy() -> None:
+        time.sleep(0.5)
+        with path.open("a") as handle:
+            handle.write(good_line(block="7") + "\n")
+
+    writer = threading.Thread(target=finish_copy)
+    writer.start()
+    wait_until_settled(path, quiet_seconds=1.0)
+    writer.join()
+    assert len(read_delivery(path)) == 2  # read only once the copy had finished
+
+
+def test_a_file_that_keeps_changing_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "resale-flat-prices-2023-03.csv"
+    path.write_text(f"{HEADER}\n{GOOD}\n")
+    ticks = iter(range(10_000))
+
+    def grow(_: float) -> None:
+        with path.open("a") as handle:
+            handle.write(good_line(block=str(next(ticks))) + "\n")
+        time.sleep(0.05)
+
+    with pytest.raises(DeliveryError, match="is still being written: it kept changing for 2 s"):
+        wait_until_settled(path, quiet_seconds=1.0, timeout=2.0, sleep=grow)
