@@ -12,6 +12,7 @@ Set ``HDB_FAULTS_MESSAGES=<file>`` to collect every case's message (JSON lines).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -111,9 +112,17 @@ def cut_mid_row(folder: Path, shared: Path) -> list[Path]:
 
 
 def cut_in_last_value(folder: Path, shared: Path) -> list[Path]:
-    # "...,975000\n" becomes "...,97500": a plausible price, so only the missing line
-    # break shows that the file was cut.
-    return write_text(folder, MARCH, text_of(shared)[:-2])
+    # "...,975000\n" becomes "...,97500": a plausible price and no line break, which is how
+    # data.gov.sg serves complete files too. What shows the cut is the manifest `make data`
+    # wrote beside the file when it downloaded it.
+    text = text_of(shared)
+    entry = {"file": MARCH, "rows": text.count("\n") - 1, "sha256": sha256(text.encode())}
+    (folder / "manifest.json").write_text(json.dumps({"months": {"2023-03": entry}}))
+    return write_text(folder, MARCH, text[:-2])
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def without_price(folder: Path, shared: Path) -> list[Path]:
@@ -207,8 +216,9 @@ CASES = [
         "truncated inside the last value",
         cut_in_last_value,
         REFUSED,
-        (f"{MARCH}, line 2278: the last line does not end with a line break",
-         "(rule: a delivery ends with a line break)"),
+        (f"{MARCH}: holds 2,277 rows and ends inside a line, but manifest.json records 2,277 "
+         "complete rows for it: the file was cut short",
+         "(rule: a delivery holds the rows its manifest records)"),
     ),
     Case(
         "missing column",
