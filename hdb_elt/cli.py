@@ -15,10 +15,7 @@ from hdb_elt.settings import Settings, SettingsError, display_path, load_setting
 
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     """Print the resolved settings (never the API key)."""
-    print(
-        f"source:     {settings.source_mode} "
-        f"({display_path(settings.data_dir) if settings.data_dir else settings.api_url})"
-    )
+    print(f"source:     {settings.source_label}")
     print(f"warehouse:  {display_path(settings.warehouse_path)}")
     print(f"window:     {settings.start_month}..{settings.end_month}")
     print(f"lookback:   {settings.lookback_months} month(s)")

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tap_hdb_resale.deliveries import find_deliveries
+
 from hdb_elt.settings import (
     MELTANO_PROJECT_DIR,
     REPO_ROOT,
@@ -356,20 +358,24 @@ def _manifest_problems(folder: Path) -> list[str]:
 def check_data(settings: Settings, get: Callable[..., object] | None = None) -> Check:
     if settings.data_dir is not None:
         folder = settings.data_dir
-        files = sorted(folder.glob("*.csv"))
+        files = find_deliveries(folder)
         unreadable = [p.name for p in files if not _readable(p)]
         if not files or unreadable:
             return Check(
                 "data",
                 FAIL,
                 f"{display_path(folder)}: "
-                + (f"cannot read {', '.join(unreadable[:3])}" if unreadable else "no *.csv files"),
+                + (
+                    f"cannot read {', '.join(unreadable[:3])}"
+                    if unreadable
+                    else "no deliveries (*.csv, *.csv.gz)"
+                ),
                 "point HDB_RESALE_DATA_DIR at a folder of CSV deliveries, or run `make data`",
             )
         names = " ".join(p.name for p in files)
         missing = [str(m) for m in settings.months if str(m) not in names]
         problems = _manifest_problems(folder)
-        detail = f"{display_path(folder)}: {len(files)} CSV file(s)"
+        detail = f"{settings.source_label}: {len(files)} delivery file(s)"
         if problems:
             return Check(
                 "data",

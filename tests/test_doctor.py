@@ -165,13 +165,13 @@ def test_a_folder_of_deliveries(tmp_path: Path) -> None:
     folder = deliveries(tmp_path / "in", ["2023-01", "2023-02"])
     found = doctor.check_data(settings_for(tmp_path, folder, HDB_END_MONTH="2023-02"))
     assert found == Check("data", OK, found.detail)
-    assert "2 CSV file(s), one for each month of the window" in found.detail
+    assert "2 delivery file(s), one for each month of the window" in found.detail
 
     gaps = doctor.check_data(settings_for(tmp_path, folder, HDB_END_MONTH="2023-05"))
     assert gaps.status == WARN and "no file named for 3 month(s)" in gaps.detail
 
     empty = doctor.check_data(settings_for(tmp_path, deliveries(tmp_path / "none", [])))
-    assert empty.status == FAIL and "no *.csv files" in empty.detail
+    assert empty.status == FAIL and "no deliveries (*.csv, *.csv.gz)" in empty.detail
 
 
 def test_a_delivery_changed_since_its_download(tmp_path: Path) -> None:
@@ -189,11 +189,10 @@ def test_the_api_unreachable_and_reachable(tmp_path: Path) -> None:
     key = "planted-key-d0c7"
     settings = load_settings(
         {"HDB_WAREHOUSE_PATH": str(tmp_path / "w.duckdb"), "DATA_GOV_SG_API_KEY": key,
-         "DATA_GOV_SG_API_URL": "http://127.0.0.1:9/api/action/datastore_search"},
+         "DATA_GOV_SG_API_URL": "http://127.0.0.1:9/api/action/datastore_search",
+         "HDB_RESALE_SOURCE": "api"},
         dotenv=False,
     )  # fmt: skip
-    if settings.data_dir is not None:
-        pytest.skip("data/raw/ holds deliveries, so the settings do not select the API")
     down = doctor.check_data(settings)
     assert down.status == FAIL
     assert "the data.gov.sg API is not reachable (ConnectionError)" in down.detail

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
 
+import hdb_elt.settings
 from hdb_elt.months import Month, MonthError
 from hdb_elt.settings import (
+    DEFAULT_DELIVERY_DIR,
     DEFAULT_WAREHOUSE_PATH,
     REPO_ROOT,
+    SNAPSHOT_DIR,
     SettingsError,
     load_settings,
 )
@@ -53,6 +58,71 @@ def test_missing_data_dir_is_refused(tmp_path: Path) -> None:
 def test_data_dir_selects_files_mode(tmp_path: Path) -> None:
     s = settings(HDB_RESALE_DATA_DIR=str(tmp_path))
     assert s.source_mode == "files" and s.data_dir == tmp_path
+
+
+def test_with_no_setting_the_bundled_snapshot_is_read(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(hdb_elt.settings, "DEFAULT_DELIVERY_DIR", tmp_path / "raw")
+    s = settings()
+    assert s.source_mode == "files" and s.data_dir == SNAPSHOT_DIR
+    assert s.source_label == "the bundled 2023 snapshot (data/snapshot/)"
+    assert "source the bundled 2023 snapshot" in s.describe()
+    # `make data`'s folder takes over once it holds deliveries (any case, or compressed).
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "resale-flat-prices-2024-01.CSV").write_text("month\n2024-01\n")
+    assert settings().data_dir == tmp_path / "raw"
+
+
+def test_another_folder_is_named_by_its_path() -> None:
+    s = settings(HDB_RESALE_DATA_DIR=str(DEFAULT_DELIVERY_DIR.parent))
+    assert s.source_label == "the folder data/"
+
+
+def test_the_api_only_when_a_setting_asks(tmp_path: Path) -> None:
+    s = settings(HDB_RESALE_SOURCE="api")
+    assert s.source_mode == "api" and s.data_dir is None
+    assert s.source_label.startswith("the data.gov.sg API (https://data.gov.sg/")
+    assert s.child_env()["HDB_RESALE_SOURCE"] == "api"
+    assert settings().child_env()["HDB_RESALE_SOURCE"] == "files"
+    with pytest.raises(SettingsError, match="both set: a run reads one source"):
+        settings(HDB_RESALE_SOURCE="api", HDB_RESALE_DATA_DIR=str(tmp_path))
+    with pytest.raises(SettingsError, match="HDB_RESALE_SOURCE='web': expected files"):
+        settings(HDB_RESALE_SOURCE="web")
+
+
+def test_the_snapshot_is_the_real_2023_deliveries_with_their_licence() -> None:
+    manifest = json.loads((SNAPSHOT_DIR / "manifest.json").read_text())
+    months = manifest["months"]
+    assert sorted(months) == [f"2023-{m:02d}" for m in range(1, 13)]
+    assert sum(entry["rows"] for entry in months.values()) == 25_777
+    for entry in months.values():
+        data = (SNAPSHOT_DIR / entry["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert data.count(b"\n") == entry["rows"] + 1
+    shared = REPO_ROOT.parent / "shared" / "data" / "hdb_resale" / "monthly"
+    if shared.is_dir():  # the same bytes as the reference deliveries beside the repository
+        for entry in months.values():
+            assert (shared / entry["file"]).read_bytes() == (
+                SNAPSHOT_DIR / entry["file"]
+            ).read_bytes()
+    readme = (SNAPSHOT_DIR / "README.md").read_text()
+    assert "Singapore Open Data Licence version 1.0" in readme
+    assert "d_8b84c4ee58e3cfc0ece0d773c8ca6abc" in readme
+
+
+@pytest.mark.parametrize(
+    ("content", "looks"),
+    [(b"month,town\n2023-01,BEDOK\n", "it is a text file, starting 'month,town\\n2'"),
+     (b"", "it is empty"), (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x00", "it does not start as")],
+)  # fmt: skip
+def test_a_warehouse_path_that_is_not_duckdb_is_refused(
+    tmp_path: Path, content: bytes, looks: str
+) -> None:
+    path = tmp_path / "sales.csv"
+    path.write_bytes(content)
+    with pytest.raises(SettingsError) as refused:
+        settings(HDB_WAREHOUSE_PATH=str(path))
+    assert f"HDB_WAREHOUSE_PATH={path} is not a DuckDB database ({looks}" in str(refused.value)
+    assert path.read_bytes() == content
 
 
 def test_warehouse_path_that_is_a_folder_is_refused(tmp_path: Path) -> None:

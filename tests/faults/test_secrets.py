@@ -13,7 +13,7 @@ from fake_datagov import fake_datagov
 from faults.support import delivery_name
 from hdb_elt.extract_load import run_extract_load
 from hdb_elt.notebooks import STAGES, run_stages
-from hdb_elt.settings import DEFAULT_DELIVERY_DIR, MELTANO_PROJECT_DIR, stage_settings
+from hdb_elt.settings import MELTANO_PROJECT_DIR, stage_settings
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +30,6 @@ def files_holding(text: str, *folders: Path) -> list[str]:
     ]
 
 
-@pytest.mark.skipif(
-    any(DEFAULT_DELIVERY_DIR.glob("*.csv")),
-    reason="data/raw/ holds deliveries, so the settings cannot select the API",
-)
 def test_a_planted_api_key_is_sent_and_never_written_anywhere(
     tool_dirs: Path, shared_monthly: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
@@ -48,6 +44,7 @@ def test_a_planted_api_key_is_sent_and_never_written_anywhere(
             "HDB_START_MONTH": "2023-01",
             "HDB_END_MONTH": "2023-01",
             "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+            "HDB_RESALE_SOURCE": "api",
         }.items():
             monkeypatch.setenv(name, value)
         monkeypatch.delenv("HDB_RESALE_DATA_DIR", raising=False)
