@@ -378,6 +378,39 @@ def raw_sample(warehouse_path: Path, load_id: str, rows: int = 5) -> pd.DataFram
     return frame
 
 
+def loaded_deliveries(warehouse_path: Path) -> pd.DataFrame:
+    """The warehouse's own record of what is loaded, month by month (what the next run compares
+    deliveries with): the latest accepted delivery's rows, file and fingerprint, and how many
+    deliveries of the month raw holds and the gate rejected."""
+    record = delivery_record(warehouse_path)
+    with connect(warehouse_path, read_only=True) as con:
+        counts = dict(
+            con.execute("select month, count(*) from raw._load_months group by month").fetchall()
+        )
+        sources = dict(
+            con.execute(
+                """select month, any_value(source) from raw._load_months
+                   where (load_id, month) in (select distinct _load_id, month
+                                              from raw.latest_deliveries)
+                   group by month"""
+            ).fetchall()
+        )
+    return pd.DataFrame(
+        [
+            {
+                "month": month,
+                "rows": entry["rows"],
+                "file": source_name(sources[month]) if sources.get(month) else "-",
+                "fingerprint": (entry["fingerprint"] or "")[:12],
+                "deliveries": counts.get(month, 0),
+                "rejected": len(entry["rejected"]),
+            }
+            for month, entry in record.items()
+        ],
+        columns=["month", "rows", "file", "fingerprint", "deliveries", "rejected"],
+    )
+
+
 def state_months(state: dict | None) -> pd.DataFrame:
     """Meltano's state for this warehouse as a table: month, rows, content fingerprint."""
     months = {}
