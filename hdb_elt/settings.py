@@ -266,8 +266,6 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
             f"HDB_WAREHOUSE_PATH={display_path(warehouse)} is a folder: "
             "expected the path of a DuckDB file, such as data/warehouse/hdb_resale.duckdb."
         )
-    if problem := not_a_warehouse(warehouse):
-        raise SettingsError(problem)
 
     source = (_env_value(values, "HDB_RESALE_SOURCE") or "files").strip().lower()
     if source not in SOURCES:

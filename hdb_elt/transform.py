@@ -24,7 +24,7 @@ import pandas as pd
 from hdb_elt.extract_load import source_name
 from hdb_elt.months import Month
 from hdb_elt.settings import DBT_PROJECT_DIR, Settings, display_path, load_settings
-from hdb_elt.warehouse import connect, lock_error_from_text
+from hdb_elt.warehouse import check_is_duckdb, connect, lock_error_from_text
 
 
 def dbt_executable() -> str:
@@ -68,6 +68,7 @@ def run_dbt(
     or a test failed, and dbt's output says which.
     """
     settings = settings or load_settings()
+    check_is_duckdb(settings.warehouse_path)  # dbt would open any file it is pointed at
     command = [
         dbt_executable(),
         *args,

@@ -18,6 +18,8 @@ from hdb_elt.settings import (
     SettingsError,
     load_settings,
 )
+from hdb_elt.transform import run_dbt
+from hdb_elt.warehouse import NotAWarehouseError, connect, ensure_warehouse
 
 
 def settings(**env: str):
@@ -119,9 +121,13 @@ def test_a_warehouse_path_that_is_not_duckdb_is_refused(
 ) -> None:
     path = tmp_path / "sales.csv"
     path.write_bytes(content)
-    with pytest.raises(SettingsError) as refused:
-        settings(HDB_WAREHOUSE_PATH=str(path))
-    assert f"HDB_WAREHOUSE_PATH={path} is not a DuckDB database ({looks}" in str(refused.value)
+    s = settings(HDB_WAREHOUSE_PATH=str(path))  # settings allow it: a checkpoint replaces it
+    for use in (ensure_warehouse, lambda p: connect(p, read_only=True).__enter__()):
+        with pytest.raises(NotAWarehouseError) as refused:
+            use(s.warehouse_path)
+        assert f"HDB_WAREHOUSE_PATH={path} is not a DuckDB database ({looks}" in str(refused.value)
+    with pytest.raises(NotAWarehouseError):
+        run_dbt(["debug"], s)
     assert path.read_bytes() == content
 
 

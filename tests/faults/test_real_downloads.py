@@ -24,7 +24,9 @@ from faults.support import (
     mart_checksums,
     raw_snapshot,
 )
-from hdb_elt.settings import SettingsError, load_settings
+from hdb_elt.extract_load import run_extract_load
+from hdb_elt.settings import load_settings
+from hdb_elt.warehouse import NotAWarehouseError
 
 pytestmark = pytest.mark.slow
 
@@ -135,8 +137,11 @@ def test_a_warehouse_path_that_is_not_duckdb_is_refused_and_left_alone(
 ) -> None:
     not_a_warehouse = pipeline.deliveries / delivery_name("2023-01")
     before = not_a_warehouse.read_bytes()
-    with pytest.raises(SettingsError) as refused:
-        load_settings({**pipeline.environment(), "HDB_WAREHOUSE_PATH": str(not_a_warehouse)})
+    settings = load_settings(
+        {**pipeline.environment(), "HDB_WAREHOUSE_PATH": str(not_a_warehouse)}, dotenv=False
+    )
+    with pytest.raises(NotAWarehouseError) as refused:
+        run_extract_load(settings)
     message = str(refused.value)
     assert "resale-flat-prices-2023-01.csv is not a DuckDB database (it is a text file" in message
     assert "Point HDB_WAREHOUSE_PATH at a DuckDB file" in message
