@@ -432,3 +432,29 @@ def test_a_file_that_keeps_changing_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(DeliveryError, match="is still being written: it kept changing for 2 s"):
         wait_until_settled(path, quiet_seconds=1.0, timeout=2.0, sleep=grow)
+
+
+def test_a_new_month_far_smaller_than_its_neighbours_is_named(tmp_path: Path, caplog) -> None:
+    for month, count in (("2023-01", 20), ("2023-02", 22), ("2023-03", 3)):
+        write_csv(
+            tmp_path / f"resale-flat-prices-{month}.csv", [sale(month, i) for i in range(count)]
+        )
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(files_config(tmp_path, "2023-01", "2023-03"))
+    assert len(run.records) == 45  # warned, not refused: a month may really be small
+    assert (
+        "2023-03 delivers 3 rows, under half the 21 of a typical month: a month still filling "
+        "up, or a file cut short?"
+    ) in caplog.text
+    assert "2023-01 delivers" not in caplog.text
+
+
+def test_a_re_delivery_far_smaller_than_the_last_is_named(tmp_path: Path, caplog) -> None:
+    path = write_csv(
+        tmp_path / "resale-flat-prices-2023-01.csv", [sale("2023-01", i) for i in range(10)]
+    )
+    first = run_tap(files_config(tmp_path, "2023-01", "2023-01"))
+    write_csv(path, [sale("2023-01", i) for i in range(7)])
+    with caplog.at_level(logging.WARNING):
+        run_tap(files_config(tmp_path, "2023-01", "2023-01"), state=first.states[-1])
+    assert "2023-01 delivers 7 rows, 70% of the 10 rows of its previous delivery" in caplog.text
