@@ -246,10 +246,10 @@ def _record_unrecorded_months(con: duckdb.DuckDBPyConnection) -> None:
             )
             order by all"""
     ).fetchall()
-    columns = ", ".join(SOURCE_COLUMNS)
+    source_columns = ", ".join(SOURCE_COLUMNS)
     for load_id, month in missing:
         found = con.execute(
-            f"""select _source, _source_row, {columns} from {RAW_TABLE}
+            f"""select _source, _source_row, {source_columns} from {RAW_TABLE}
                 where _load_id = ? and month = ? order by _source, _source_row""",
             [load_id, month],
         ).fetchall()

@@ -86,6 +86,7 @@ SQL_INTERPOLATIONS = {
     "RELATION": "constant",
     "table": "a loop over constant table names; in the loader, quote()d schema and stream",
     "', '.join((f'{name} varchar' for name in SOURCE_COLUMNS))": "constant column names",
+    "source_columns": "the constant SOURCE_COLUMNS, joined",
     # SQL fragments the code chooses among constants.
     "quarantine": "one of two constant subqueries",
     "valid": "a constant regexp predicate",
