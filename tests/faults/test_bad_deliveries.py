@@ -307,7 +307,8 @@ CASES = [
         "the same file delivered again",
         copied_again,
         SKIPPED,
-        ("Extract-load: nothing new to load",),
+        ("Extract-load: nothing new loaded.", "Warning: No delivery for 2023-03 in ",
+         "(rule: every month of the window has a delivery)"),
     ),
     Case(
         "a second copy of a delivered month",

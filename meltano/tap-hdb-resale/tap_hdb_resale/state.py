@@ -124,8 +124,13 @@ def remember(
     known: Mapping[str, Mapping[str, Any]], extracted: Mapping[str, tuple[int, str | None]]
 ) -> dict[str, dict[str, Any]]:
     """The new ``months`` bookmark: ``known`` updated with each extracted month's
-    ``(rows, fingerprint)``. Months not extracted keep their entries."""
-    months = {month: dict(entry) for month, entry in known.items()}
+    ``(rows, fingerprint)``. Months not extracted keep their rows and fingerprint (what the
+    warehouse's record adds, such as rejected deliveries, is not the bookmark's to keep)."""
+    months = {
+        month: {"rows": entry["rows"], "fingerprint": entry.get("fingerprint")}
+        for month, entry in known.items()
+        if entry["rows"] > 0 or "rejected" not in entry
+    }
     for month, (rows, fingerprint) in extracted.items():
         months[month] = {"rows": rows, "fingerprint": fingerprint}
     return dict(sorted(months.items()))
