@@ -40,7 +40,14 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from hdb_elt.months import Month
-from hdb_elt.warehouse import RAW_TABLE, SOURCE_COLUMNS, connect
+from hdb_elt.warehouse import (
+    LATEST_DELIVERIES,
+    RAW_TABLE,
+    REJECTED_DELIVERIES,
+    SOURCE_COLUMNS,
+    connect,
+    ensure_latest_deliveries,
+)
 
 METADATA_COLUMNS = ("_source", "_source_row", "_load_id")
 REQUIRED_COLUMNS = (*SOURCE_COLUMNS, *METADATA_COLUMNS)
@@ -494,45 +501,44 @@ def read_load(warehouse_path: Path, load_id: str | None = None) -> pd.DataFrame:
 def read_window(
     warehouse_path: Path, start_month: str | Month, end_month: str | Month
 ) -> pd.DataFrame:
-    """The latest delivery of each month in the window: the rows staging will read.
+    """The latest accepted delivery of each month in the window (``raw.latest_deliveries``):
+    the rows staging will read.
 
     Rows whose month is not a ``YYYY-MM`` month cannot belong to a window; validate the
     load they came with (:func:`read_load`) to see them.
     """
     start, end = str(Month.parse(str(start_month))), str(Month.parse(str(end_month)))
+    ensure_latest_deliveries(warehouse_path)
     rows = query_df(
         warehouse_path,
-        f"""select * from {RAW_TABLE}
+        f"""select * from {LATEST_DELIVERIES}
             where month between ? and ?
-            qualify _loaded_at = max(_loaded_at) over (partition by month)
             order by month, _source, _source_row""",
         [start, end],
     )
     if rows.empty:
-        raise NothingToValidate(
-            f"No rows for {start}..{end} in {RAW_TABLE}: run the extract-load stage for that "
-            "window first."
-        )
+        raise NothingToValidate(_nothing_in_window(warehouse_path, start, end))
     return rows
 
 
 def read_deliveries(
     warehouse_path: Path, start_month: str | Month, end_month: str | Month
 ) -> pd.DataFrame:
-    """What the gate checks for a window: the latest delivery of each of its months, plus any
-    rows of those same loads whose month is not a month at all.
+    """What the gate checks for a window: the latest accepted delivery of each of its months
+    (``raw.latest_deliveries``), plus any rows of those same loads whose month is not a month
+    at all.
 
     Staging reads the first part. The second catches a delivery carrying rows such as
     ``2023-13``, which belong to no window and so would otherwise never be seen.
     """
     start, end = str(Month.parse(str(start_month))), str(Month.parse(str(end_month)))
+    ensure_latest_deliveries(warehouse_path)
     valid = "regexp_full_match(month, '\\d{4}-(0[1-9]|1[0-2])')"
-    in_window = f"(month between $1 and $2 and {valid})"
     rows = query_df(
         warehouse_path,
         f"""with latest as (
-                select * from {RAW_TABLE} where {in_window}
-                qualify _loaded_at = max(_loaded_at) over (partition by month)
+                select * from {LATEST_DELIVERIES}
+                where month between $1 and $2 and {valid}
             ),
             stray as (
                 select * from {RAW_TABLE}
@@ -544,11 +550,39 @@ def read_deliveries(
         [start, end],
     )
     if rows.empty:
-        raise NothingToValidate(
+        raise NothingToValidate(_nothing_in_window(warehouse_path, start, end))
+    return rows
+
+
+def _nothing_in_window(warehouse_path: Path, start: str, end: str) -> str:
+    """Why a window has no rows to validate: nothing delivered, or every delivery of its
+    months rejected by the gate (then each is named, with its file, rule and time)."""
+    with connect(warehouse_path, read_only=True) as con:
+        rejected = con.execute(
+            f"""select r.month, r._load_id, r.rule, r.detail, r.rejected_at,
+                    (select min(d._source) from {RAW_TABLE} as d
+                     where d._load_id = r._load_id and d.month = r.month) as source
+                from {REJECTED_DELIVERIES} as r
+                where r.month between ? and ?
+                order by r.month, r.rejected_at""",
+            [start, end],
+        ).fetchall()
+    if not rejected:
+        return (
             f"No rows for {start}..{end} in {RAW_TABLE}: run the extract-load stage for that "
             "window first."
         )
-    return rows
+    lines = [
+        f"  - {month}: load {load_id} (file {_describe_source(source)}), rejected "
+        f"{rejected_at:%Y-%m-%d %H:%M:%S} UTC by rule {rule}: {detail}"
+        for month, load_id, rule, detail, rejected_at, source in rejected
+    ]
+    return (
+        f"Nothing to validate for {start}..{end}: the only deliveries of these months were "
+        f"rejected by the gate ({REJECTED_DELIVERIES}), and no accepted delivery is left to "
+        "fall back on:\n" + "\n".join(lines) + "\nDeliver a corrected file for the month "
+        "(put it in the deliveries folder and run extract-load), then validate again."
+    )
 
 
 def quarantined_sample(report: ValidationReport, rows: int = 10) -> pd.DataFrame:
@@ -863,13 +897,71 @@ def validate_load(
 # --- recording and gating ------------------------------------------------------------------
 
 
+def rejected_partitions(report: ValidationReport) -> pd.DataFrame:
+    """The (load, month) deliveries of a report the gate blocks, with the first blocking rule
+    and what it found: ``_load_id``, ``month``, ``rule``, ``detail``.
+
+    A row-level blocking failure rejects its own (load, month); a month over the quarantine
+    threshold rejects itself; a missing column, or a row whose month is not a month at all
+    (it belongs to no month, only to its load), rejects every month of that load.
+    """
+    columns = ["_load_id", "month", "rule", "detail"]
+    parts = report.partitions
+    if not report.blocked or parts.empty:
+        return pd.DataFrame(columns=columns)
+    if report.missing_columns:
+        missing = ", ".join(report.missing_columns)
+        return parts.assign(
+            rule="columns_present", detail=f"column(s) {missing} missing from the delivery"
+        )[columns]
+    failures = report.failures
+    blocking = failures[failures["severity"] == "blocking"].assign(
+        file=lambda d: d["_source"].map(_basename)
+    )
+    blocking = blocking.sort_values(["file", "_source_row"], kind="stable")
+    found: dict[tuple[str, str], tuple[str, str, int]] = {}
+
+    def add(load_id: str, month: str, rule: str, detail: str) -> None:
+        rule_, detail_, count = found.get((load_id, month), (rule, detail, 0))
+        found[(load_id, month)] = (rule_, detail_, count + 1)
+
+    valid_months = set(parts["month"][parts["month"].str.match(MONTH_PATTERN)])
+    for f in blocking.to_dict("records"):
+        detail = f"{_where(f['_source'], f['_source_row'])}, {f['detail']}"
+        if f["month"] in valid_months:
+            add(f["_load_id"], f["month"], f["rule"], detail)
+        else:  # a stray row: it condemns the whole load it came with
+            for month in parts.loc[parts["_load_id"] == f["_load_id"], "month"]:
+                add(f["_load_id"], month, f["rule"], detail)
+    for p in parts[parts["over_threshold"]].to_dict("records"):
+        add(
+            p["_load_id"],
+            p["month"],
+            THRESHOLD_RULE,
+            f"{p['quarantined_rows']:,} of {p['rows']:,} rows "
+            f"({p['quarantined_fraction']:.1%}) failed row-level rules, more than "
+            f"max_quarantine_fraction {report.max_quarantine_fraction:.1%}",
+        )
+    records = [
+        (load_id, month, rule, detail + (f" (and {count - 1:,} more)" if count > 1 else ""))
+        for (load_id, month), (rule, detail, count) in sorted(
+            found.items(), key=lambda item: (item[0][1], item[0][0])
+        )
+    ]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
 def record_results(warehouse_path: Path, report: ValidationReport) -> None:
-    """Write ``audit.validation_results`` and ``audit.quarantine`` in one transaction.
+    """Write ``audit.validation_results`` and ``audit.quarantine`` in one transaction, and,
+    when the gate blocks, the blocked deliveries to ``audit.rejected_deliveries``.
 
     Rows are written per (load, month) of the report, replacing what an earlier validation
     of the same load and month wrote, so a re-run never doubles them and validating one
     month never touches another. A blocked report records its results but no quarantine
-    rows: nothing downstream runs on it.
+    rows: nothing downstream runs on it. Its blocked (load, month) deliveries
+    (:func:`rejected_partitions`) are appended as rejected, once each: from then on
+    ``raw.latest_deliveries`` leaves them out, and the month falls back to its previous
+    accepted delivery.
     """
     now = datetime.now(UTC).replace(tzinfo=None)
     failures, parts = report.failures, report.partitions
@@ -917,11 +1009,14 @@ def record_results(warehouse_path: Path, report: ValidationReport) -> None:
     quarantine = report.quarantined.iloc[0:0] if report.blocked else report.quarantined
     new_quarantine = quarantine.assign(quarantined_at=now)
     validated = parts[["_load_id", "month"]]
+    rejected = rejected_partitions(report).assign(rejected_at=now)
 
+    ensure_latest_deliveries(warehouse_path)
     with connect(warehouse_path) as con:
         con.register("validated", validated)
         con.register("new_results", new_results)
         con.register("new_quarantine", new_quarantine)
+        con.register("new_rejected", rejected)
         con.execute("begin transaction")
         try:
             for table in ("audit.validation_results", "audit.quarantine"):
@@ -940,10 +1035,32 @@ def record_results(warehouse_path: Path, report: ValidationReport) -> None:
                    select _load_id, _source, _source_row, month, rule, detail, quarantined_at
                    from new_quarantine"""
             )
+            con.execute(
+                f"""insert into {REJECTED_DELIVERIES} by name
+                    select n._load_id, n.month, n.rule, n.detail, n.rejected_at
+                    from new_rejected as n
+                    where not exists (
+                        select 1 from {REJECTED_DELIVERIES} as r
+                        where r._load_id = n._load_id and r.month is not distinct from n.month
+                    )"""
+            )
             con.execute("commit")
         except Exception:
             con.execute("rollback")
             raise
+
+
+def withdraw_rejection(warehouse_path: Path, load_id: str, month: str | None = None) -> int:
+    """Take back the gate's rejection of load ``load_id`` (of one ``month``, or all its
+    months), so the delivery is its month's latest again and the next validation checks it,
+    for example with a higher ``max_quarantine_fraction``. Returns the rejections removed."""
+    with connect(warehouse_path) as con:
+        (count,) = con.execute(
+            f"""delete from {REJECTED_DELIVERIES}
+                where _load_id = ? and (?::varchar is null or month = ?)""",
+            [load_id, month, month],
+        ).fetchone()
+    return int(count)
 
 
 def raise_if_blocked(report: ValidationReport, *, show: int = 5) -> None:
@@ -966,14 +1083,20 @@ def raise_if_blocked(report: ValidationReport, *, show: int = 5) -> None:
         counts = pd.Series([f.rule for f in failures]).value_counts(sort=False)
         per_rule = ", ".join(f"{rule} {count:,}" for rule, count in counts.items())
         lines.append(f"... and {len(failures) - len(shown):,} more ({per_rule} in all).")
+    recorded = (
+        f"record_results records the blocked delivery in {REJECTED_DELIVERIES}: it is never "
+        "read again (raw keeps its rows), and its month falls back to its previous accepted "
+        "delivery, if it has one."
+    )
     if all(f.rule == THRESHOLD_RULE for f in failures):
         advice = (
-            "Look at report.quarantined (or the samples in audit.validation_results): fix or "
-            "remove the delivery, or raise max_quarantine_fraction if the rows are acceptable, "
-            "then re-run."
+            "Look at report.quarantined (or the samples in audit.validation_results). "
+            f"{recorded} Deliver a corrected file, then re-run; or, if the rows are acceptable, "
+            "raise max_quarantine_fraction, take the rejection back with "
+            "hdb_elt.validation.withdraw_rejection(warehouse_path, load_id, month) and re-run."
         )
     else:
-        advice = "Fix or remove the delivery, then re-run."
+        advice = f"{recorded} Fix the file and deliver it again (or remove it), then re-run."
     raise ValidationBlocked(
         f"Validation blocked: {len(failures):,} blocking failure(s) in "
         f"{report.rows_checked:,} rows; nothing downstream will run.\n"
@@ -990,6 +1113,18 @@ def _basename(source: object) -> str:
         url = urlparse(text)
         return f"{url.netloc}{url.path}"
     return Path(text).name
+
+
+def _describe_source(source: object) -> str:
+    """A delivery's file name, saying whether the file is still there (an API URL: its host
+    and path)."""
+    if source is None:
+        return "unknown"
+    text = str(source)
+    if text.startswith(("http://", "https://")):
+        return _basename(text)
+    state = "still in the deliveries folder" if Path(text).exists() else "no longer there"
+    return f"{_basename(text)}, {state}"
 
 
 def _where(source: object, source_row: object) -> str:

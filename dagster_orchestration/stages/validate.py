@@ -21,18 +21,20 @@ from dagster_orchestration.resources import HdbSettings
 from dagster_orchestration.stages.extract_load import extract_load, latest_deliveries
 from hdb_elt.settings import Settings
 from hdb_elt.validation import DEFAULT_MAX_QUARANTINE_FRACTION
-from hdb_elt.warehouse import RAW_TABLE, query_df
+from hdb_elt.warehouse import LATEST_DELIVERIES, ensure_latest_deliveries, query_df
 
 ROW_LEVEL = ("quarantine", "warning")
 
 
 def window_results(settings: Settings) -> pd.DataFrame:
-    """``audit.validation_results`` of the latest delivery of each month of the window."""
+    """``audit.validation_results`` of the latest accepted delivery of each month of the
+    window (``raw.latest_deliveries``)."""
+    ensure_latest_deliveries(settings.warehouse_path)
     return query_df(
         settings.warehouse_path,
         f"""with latest as (
-                select distinct month, _load_id from {RAW_TABLE} where month between ? and ?
-                qualify _loaded_at = max(_loaded_at) over (partition by month)
+                select distinct month, _load_id from {LATEST_DELIVERIES}
+                where month between ? and ?
             )
             select v.month, v.rule, v.severity, v.status, v.failing_rows, v.checked_rows
             from audit.validation_results v
