@@ -15,6 +15,7 @@ from hdb_elt.validation import (
     DataQualityError,
     NothingToValidate,
     ValidationBlocked,
+    ValidationReport,
     latest_load_id,
     quarantined_sample,
     raise_if_blocked,
@@ -22,10 +23,12 @@ from hdb_elt.validation import (
     read_load,
     read_window,
     record_results,
+    rejected_partitions,
     rules_table,
     validate_load,
+    withdraw_rejection,
 )
-from hdb_elt.warehouse import connect, ensure_warehouse
+from hdb_elt.warehouse import connect, ensure_warehouse, rejected_deliveries
 
 GOOD_ROW = {
     "month": "2023-05",
@@ -330,7 +333,8 @@ def test_raise_if_blocked_names_file_line_column_rule_and_what_to_do():
     )
     assert "resale-flat-prices-2023-05.csv line 14, column month: '2023-13'" not in message
     assert "... and 2 more (month_format 7 in all)." in message
-    assert message.endswith("Fix or remove the delivery, then re-run.")
+    assert "audit.rejected_deliveries" in message
+    assert message.endswith("Fix the file and deliver it again (or remove it), then re-run.")
     assert "/deliveries" not in message
     assert raised.value.report is report
     assert issubclass(ValidationBlocked, DataQualityError)
@@ -539,3 +543,87 @@ def test_recorded_results_of_clean_and_failing_months_are_those_of_each_month_al
         expected += [(month, *row) for row in alone.itertuples(index=False, name=None)]
     assert recorded == sorted(expected)
     assert ("2023-02", "town_known", "warning", "warn", 1, 50) in [r[:6] for r in recorded]
+
+
+# --- rejected deliveries ----------------------------------------------------------------------
+
+
+def gate(path: Path, start: str, end: str, **options) -> ValidationReport:
+    """Read, validate and record a window as the validate stage does; return the report."""
+    report = validate_load(read_deliveries(path, start, end), start, end, **options)
+    record_results(path, report)
+    return report
+
+
+def test_a_blocked_delivery_is_rejected_and_its_month_falls_back_to_the_accepted_one(warehouse):
+    load(warehouse, delivery(5, "2023-04", "load-a"), "2024-01-01 00:00:00")
+    load(warehouse, delivery(6, "2023-05", "load-a"), "2024-01-01 00:00:00")
+    assert not gate(warehouse, "2023-04", "2023-05").blocked
+    # May delivered again with an unreadable price: the gate blocks it and records it rejected
+    load(warehouse, at_line(delivery(7, "2023-05", "load-b"), 4, resale_price="n/a"), "2024-02-01")
+    blocked = gate(warehouse, "2023-04", "2023-05")
+    assert blocked.blocked
+
+    with connect(warehouse, read_only=True) as con:
+        rejected = rejected_deliveries(con)
+    assert [(r[0], r[1], r[2]) for r in rejected] == [("load-b", "2023-05", "types_parse")]
+    assert "resale-flat-prices-2023-05.csv line 4" in rejected[0][3]
+    assert "'n/a' is not a number" in rejected[0][3]
+    # April is not rejected: its delivery did nothing wrong
+    rows = read_deliveries(warehouse, "2023-04", "2023-05")
+    assert rows.groupby("month")["_load_id"].unique().map(list).to_dict() == {
+        "2023-04": ["load-a"],
+        "2023-05": ["load-a"],
+    }
+    # validating again passes on May's accepted delivery and records no second rejection
+    assert not gate(warehouse, "2023-04", "2023-05").blocked
+    record_results(warehouse, blocked)  # the same blocked report again: still one rejection
+    with connect(warehouse, read_only=True) as con:
+        assert len(rejected_deliveries(con)) == 1
+
+
+def test_a_month_whose_only_delivery_was_rejected_says_so(warehouse, tmp_path):
+    delivered = tmp_path / "resale-flat-prices-2023-06.csv"
+    delivered.write_text("month\n")
+    rows = delivery(40, "2023-06", "load-z").assign(_source=str(delivered), resale_price="9")
+    load(warehouse, rows, "2024-03-01 00:00:00")
+    assert gate(warehouse, "2023-06", "2023-06").blocked  # every price implausible
+
+    with pytest.raises(NothingToValidate) as raised:
+        read_deliveries(warehouse, "2023-06", "2023-06")
+    message = str(raised.value)
+    assert "2023-06: load load-z (file resale-flat-prices-2023-06.csv, still in" in message
+    assert "by rule quarantine_threshold: 40 of 40 rows (100.0%)" in message
+    assert "Deliver a corrected file" in message
+
+    delivered.unlink()  # the user removes the file, as the gate's message advised
+    with pytest.raises(NothingToValidate, match=r"2023-06\.csv, no longer there\), rejected"):
+        read_window(warehouse, "2023-06", "2023-06")
+
+    # a rejection taken back (say, to accept the rows with a higher threshold) is read again
+    assert withdraw_rejection(warehouse, "load-z", "2023-06") == 1
+    assert not gate(warehouse, "2023-06", "2023-06", max_quarantine_fraction=1).blocked
+
+
+def test_rejected_partitions_name_each_blocked_month_and_its_first_failure():
+    may = at_line(
+        at_line(delivery(50, "2023-05", "load-b"), 9, resale_price="x"), 3, month="2023-13"
+    )
+    june = delivery(50, "2023-06", "load-b")
+    july = delivery(50, "2023-07", "load-c").assign(resale_price="1")  # over the threshold
+    august = delivery(50, "2023-08", "load-d")
+    report = validate_load(pd.concat([may, june, july, august]), "2023-01", "2023-12")
+
+    found = rejected_partitions(report)
+    assert list(zip(found["_load_id"], found["month"], found["rule"], strict=True)) == [
+        # the stray 2023-13 row condemns every month of its load (it belongs to none)
+        ("load-b", "2023-05", "month_format"),
+        ("load-b", "2023-06", "month_format"),
+        ("load-c", "2023-07", THRESHOLD_RULE),
+        ("load-b", "2023-13", "month_format"),
+    ]
+    details = dict(zip(found["month"], found["detail"], strict=True))
+    assert details["2023-05"].startswith("resale-flat-prices-2023-05.csv line 3, month '2023-13'")
+    assert details["2023-05"].endswith("(and 1 more)")  # line 9's price
+    assert "50 of 50 rows (100.0%)" in details["2023-07"]
+    assert rejected_partitions(validate_load(august, "2023-01", "2023-12")).empty

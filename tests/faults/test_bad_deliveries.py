@@ -26,6 +26,7 @@ from faults.support import (
     LOAD_COLUMNS,
     Outcome,
     Pipeline,
+    accepted_counts,
     delivered_values,
     delivery_name,
     fact_checksums_by_month,
@@ -35,10 +36,12 @@ from faults.support import (
     meltano_state,
     raw_snapshot,
     read_csv,
+    rejected,
     set_column,
     state_matches_raw,
     write_csv,
 )
+from hdb_elt.validation import withdraw_rejection
 
 pytestmark = pytest.mark.slow
 
@@ -410,8 +413,13 @@ def test_a_bad_delivery_is_named_and_the_next_good_one_goes_through(
     state_matches_raw(pipeline)  # the state claims exactly what landed
 
     if case.outcome == BLOCKED:
-        # The gate's remedy for rows judged acceptable: a higher threshold lets the month
-        # through with the implausible rows quarantined.
+        # The blocked delivery is rejected: never again its month's latest, so a higher
+        # threshold alone does not bring it back ...
+        assert rejected(warehouse) == [(outcome.extract.load_id, "2023-03", "quarantine_threshold")]
+        assert "2023-03" not in accepted_counts(warehouse)
+        # ... the gate's remedy for rows judged acceptable: take the rejection back, and a
+        # higher threshold lets the month through with the implausible rows quarantined.
+        assert withdraw_rejection(warehouse, outcome.extract.load_id, "2023-03") == 1
         lenient = pipeline.run(max_quarantine_fraction=0.05)
         assert lenient.stage is None, lenient.message
         assert quarantined(warehouse, outcome.extract.load_id) == case.quarantined
