@@ -27,11 +27,13 @@ import duckdb
 
 from hdb_elt.settings import DBT_PROJECT_DIR
 from hdb_elt.validation import (
+    CONTROL_CHARACTERS,
     EARLIEST_LEASE_YEAR,
     FLOOR_AREA_SQM_RANGE,
     KNOWN_FLAT_TYPES,
     KNOWN_TOWNS,
     LEASE_YEAR_MARGIN,
+    MAX_TWIN_SHARE,
     MONTH_PATTERN,
     NUMBER_PATTERN,
     REMAINING_LEASE_PATTERN,
@@ -90,9 +92,22 @@ select
                         or lease > year + {LEASE_YEAR_MARGIN}) as lease_year_plausible,
     count(*) filter (where not regexp_full_match(coalesce(remaining_lease, ''),
                      '{REMAINING_LEASE_PATTERN}')) as remaining_lease_format,
+    count(*) filter (where regexp_matches(concat({", ".join(SOURCE_COLUMNS)}),
+                     '{CONTROL_CHARACTERS}')) as no_control_characters,
     count(*) filter (where town not in {_in(KNOWN_TOWNS)}) as town_known,
     count(*) - (select count(*) from (select distinct {", ".join(SOURCE_COLUMNS)}
-                                      from raw_rows)) as identical_rows
+                                      from raw_rows)) as identical_rows,
+    -- the repeats in months where most rows have an identical twin
+    (select coalesce(sum(repeats), 0) from (
+        select month,
+            sum(copies - 1) as repeats,
+            sum(copies) filter (where copies > 1) as with_twin,
+            sum(copies) as rows
+        from (select month, count(*) as copies from raw_rows
+              group by {", ".join(SOURCE_COLUMNS)})
+        group by month
+        having with_twin > {MAX_TWIN_SHARE} * rows
+    )) as identical_rows_share
 from typed
 """
 

@@ -22,7 +22,11 @@ every rule) with wide margins, so that only values no HDB resale can have are qu
   also rules out zero, negative and thousands-dropped prices, the upper one a stray digit.
 - lease commencement 1960 (HDB's founding) to the registration year + 1: 2023 spans 1966 to
   2022; a flat cannot be resold before its lease starts, the margin forgives an off-by-one.
-- remaining lease ``NN years MM months``, ``NN years``, or empty (older data has none).
+- remaining lease ``NN years MM months``, ``NN years``, a bare number of years (2015-2016),
+  or empty (older data has none).
+
+Text rules check values normalised as :mod:`hdb_elt.normalisation` decides (spaces, case,
+``MULTI GENERATION``), the spellings staging cleans; messages show the values as delivered.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from hdb_elt.months import Month
+from hdb_elt.normalisation import normalise
 from hdb_elt.warehouse import (
     LATEST_DELIVERIES,
     RAW_TABLE,
@@ -104,7 +109,14 @@ MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 NUMBER_PATTERN = r"^-?\d+(\.\d+)?$"
 YEAR_PATTERN = r"^\d{4}$"
 STOREY_RANGE_PATTERN = r"^\d{2} TO \d{2}$"
-REMAINING_LEASE_PATTERN = r"^(\d{1,2} years?( (0[1-9]|1[01]) months?)?)?$"
+# Checked on normalised values (hdb_elt.normalisation): lower case, single spaces. A bare
+# number of years is how the 2015-2016 files write it.
+REMAINING_LEASE_PATTERN = r"^(\d{1,2}( years?( (0[1-9]|1[01]) months?)?)?)?$"
+# Any C0 control character or DEL: no HDB value holds one (NUL, a stray line break...).
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
+# A month in which more than this share of rows have an identical twin warns: the real data
+# has a handful of twins a month (2023: under 0.5%); a file concatenated with itself has 100%.
+MAX_TWIN_SHARE = 0.5
 THRESHOLD_RULE = "quarantine_threshold"
 
 RESULT_COLUMNS = ["rule", "severity", "status", "failing_rows", "checked_rows", "sample"]
@@ -287,6 +299,19 @@ def _identical_phrase(column: str, value: str, row: Mapping, window: Window) -> 
     return f"identical in every source column to {first} (kept: a distinct sale)"
 
 
+def _control_phrase(column: str, value: str, row: Mapping, window: Window) -> str:
+    found = sorted({f"U+{ord(c):04X}" for c in re.findall(CONTROL_CHARACTERS, value)})
+    return f"{value!r} holds control character(s) {', '.join(found)}"
+
+
+def _twin_share_phrase(column: str, value: str, row: Mapping, window: Window) -> str:
+    return (
+        f"month {row['month']}: {row['twin_share']:.1%} of the delivery's rows have an "
+        f"identical twin, more than {MAX_TWIN_SHARE:.0%} (a file concatenated with itself?); "
+        "this row repeats an earlier one (kept)"
+    )
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "columns_present",
@@ -390,12 +415,31 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "remaining_lease_format",
         "quarantine",
-        "remaining_lease is 'NN years MM months', 'NN years' or empty",
+        "remaining_lease is 'NN years MM months', 'NN years', a number of years or empty",
         ("remaining_lease",),
         _column_schema("remaining_lease", pa.Check.str_matches(REMAINING_LEASE_PATTERN)),
         lambda column, value, row, window: (
-            f"{value!r} is not 'NN years MM months', 'NN years' or empty"
+            f"{value!r} is not 'NN years MM months', 'NN years', a number of years or empty"
         ),
+    ),
+    Rule(
+        "no_control_characters",
+        "quarantine",
+        "no value holds a control character (NUL, a line break, a tab...)",
+        SOURCE_COLUMNS,
+        lambda _window: pa.DataFrameSchema(
+            {
+                c: pa.Column(
+                    nullable=True,
+                    checks=pa.Check(
+                        lambda s: ~s.str.contains(CONTROL_CHARACTERS, regex=True),
+                        name="no_control_characters",
+                    ),
+                )
+                for c in SOURCE_COLUMNS
+            }
+        ),
+        _control_phrase,
     ),
     Rule(
         "town_known",
@@ -417,6 +461,24 @@ RULES: tuple[Rule, ...] = (
             unique=[*SOURCE_COLUMNS, "_load_id"], report_duplicates="exclude_first"
         ),
         _identical_phrase,
+    ),
+    Rule(
+        "identical_rows_share",
+        "warning",
+        f"at most {MAX_TWIN_SHARE:.0%} of a delivery's rows of a month have an identical twin "
+        "(more looks like a file concatenated with itself; the rows are kept)",
+        (),
+        lambda _window: pa.DataFrameSchema(
+            checks=[
+                pa.Check(
+                    lambda f: ~(f["repeats_earlier"] & (f["twin_share"] > MAX_TWIN_SHARE)),
+                    name="identical_rows_share",
+                    ignore_na=False,
+                )
+            ]
+        ),
+        _twin_share_phrase,
+        frame="typed",
     ),
 )
 
@@ -617,6 +679,11 @@ def _typed_frame(text: pd.DataFrame, window: Window) -> pd.DataFrame:
 
     month = text["month"].where(text["month"].str.match(MONTH_PATTERN))
     year = pd.to_numeric(month.str.slice(0, 4), errors="coerce").astype("float64")
+    # Identical twins within a delivery and month: the share of rows that have one, per
+    # (load, month), and whether a row repeats an earlier one.
+    twins = [*SOURCE_COLUMNS, "_load_id"]
+    has_twin = text.duplicated(twins, keep=False)
+    share = has_twin.groupby([text["_load_id"], text["month"]], sort=False).transform("mean")
     return pd.DataFrame(
         {
             "month": month,
@@ -624,6 +691,8 @@ def _typed_frame(text: pd.DataFrame, window: Window) -> pd.DataFrame:
             "floor_area_sqm": number("floor_area_sqm", NUMBER_PATTERN),
             "resale_price": number("resale_price", NUMBER_PATTERN),
             "lease_commence_date": number("lease_commence_date", YEAR_PATTERN),
+            "repeats_earlier": text.duplicated(twins, keep="first").to_numpy(),
+            "twin_share": share.to_numpy(dtype="float64"),
         }
     )
 
@@ -661,14 +730,22 @@ def _failing_cells(rule: Rule, frame: pd.DataFrame, window: Window) -> pd.DataFr
 
 
 def _rule_failures(
-    rule: Rule, text: pd.DataFrame, typed: pd.DataFrame, window: Window
+    rule: Rule,
+    text: pd.DataFrame,
+    typed: pd.DataFrame,
+    window: Window,
+    delivered: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
+    """``rule``'s failures: checked on ``text`` (normalised) or ``typed``, reported with the
+    values as ``delivered`` (default: ``text``)."""
     frame = typed if rule.frame == "typed" else text
     cells = _failing_cells(rule, frame, window)
     if cells.empty:
         return pd.DataFrame(columns=FAILURE_COLUMNS)
-    context = text.iloc[cells["position"].to_numpy()].reset_index(drop=True)
-    context["registration_year"] = typed["registration_year"].iloc[cells["position"]].to_numpy()
+    delivered = text if delivered is None else delivered
+    context = delivered.iloc[cells["position"].to_numpy()].reset_index(drop=True)
+    for column in ("registration_year", "twin_share"):
+        context[column] = typed[column].iloc[cells["position"]].to_numpy()
     if rule.name == "identical_rows":
         first = text.groupby([*SOURCE_COLUMNS, "_load_id"], sort=False, dropna=False)
         context["first_source"] = (
@@ -852,9 +929,12 @@ def validate_load(
         failures = pd.DataFrame(columns=FAILURE_COLUMNS)
         blocking = [Failure("columns_present", c, "missing from the delivery") for c in missing]
     else:
-        typed = _typed_frame(text, window)
+        # Rules judge the values as staging will read them: normalised spellings pass.
+        checked = normalise(text)
+        typed = _typed_frame(checked, window)
         failures = pd.concat(
-            [_rule_failures(rule, text, typed, window) for rule in rules[1:]], ignore_index=True
+            [_rule_failures(rule, checked, typed, window, text) for rule in rules[1:]],
+            ignore_index=True,
         )
         first_blocking = (
             failures[failures["severity"] == "blocking"]

@@ -101,7 +101,8 @@ def test_good_rows_pass_every_rule():
         ("resale_price", "", "types_parse", "resale_price '' is not a number"),
         ("lease_commence_date", "19x5", "types_parse", "lease_commence_date '19x5' is not a year"),
         ("flat_type", "6 ROOM", "flat_type_known", "flat_type '6 ROOM' is not a known flat type"),
-        ("flat_type", "4 room", "flat_type_known", "flat_type '4 room' is not a known flat type"),
+        ("flat_type", "4-room", "flat_type_known", "flat_type '4-room' is not a known flat type"),
+        ("flat_type", "MULTIGEN", "flat_type_known", "flat_type 'MULTIGEN' is not a known"),
         ("storey_range", "1 TO 3", "storey_range_format", "does not match 'NN TO NN'"),
         ("storey_range", "06 TO 04", "storey_range_format", "'06 TO 04' runs downwards"),
         ("floor_area_sqm", "5", "floor_area_plausible", "floor_area_sqm '5' is below 20"),
@@ -113,6 +114,10 @@ def test_good_rows_pass_every_rule():
         ("lease_commence_date", "2030", "lease_year_plausible", "'2030' is after 2024"),
         ("remaining_lease", "88 yrs", "remaining_lease_format", "remaining_lease '88 yrs' is not"),
         ("remaining_lease", "88 years 13 months", "remaining_lease_format", "is not"),
+        ("remaining_lease", "88.5", "remaining_lease_format", "remaining_lease '88.5' is not"),
+        ("street_name", "ANG MO KIO\x00AVE 1", "no_control_characters", "U+0000"),
+        ("block", "308\nB", "no_control_characters", "block '308\\nB' holds control"),
+        ("flat_model", "Model A\x7f", "no_control_characters", "U+007F"),
         ("town", "TENGAH", "town_known", "town 'TENGAH' is not a known HDB town"),
         ("town", "", "town_known", "town '' is not a known HDB town"),
     ],
@@ -627,3 +632,25 @@ def test_rejected_partitions_name_each_blocked_month_and_its_first_failure():
     assert details["2023-05"].endswith("(and 1 more)")  # line 9's price
     assert "50 of 50 rows (100.0%)" in details["2023-07"]
     assert rejected_partitions(validate_load(august, "2023-01", "2023-12")).empty
+
+
+# --- copy-paste accidents and normalised spellings -----------------------------------------
+
+
+def test_a_file_concatenated_with_itself_warns_naming_the_share():
+    once = delivery(100)
+    twice = pd.concat([once, once.assign(_source_row=once["_source_row"] + 100)])
+    report = validate_load(twice, "2023-01", "2023-12")
+
+    row = result(report, "identical_rows_share")
+    assert (row["status"], row["failing_rows"]) == ("warn", 100)  # the second copy's rows
+    assert not report.blocked and report.quarantined.empty  # kept: identical rows are sales
+    detail = report.failures.loc[report.failures["rule"] == "identical_rows_share", "detail"]
+    assert detail.iloc[0].startswith(
+        "month 2023-05: 100.0% of the delivery's rows have an identical twin, more than 50%"
+    )
+    # a few twins, as the real data has, are counted, not warned about
+    few = pd.concat([once, once.head(3).assign(_source_row=[102, 103, 104])])
+    assert result(validate_load(few, "2023-01", "2023-12"), "identical_rows_share")["status"] == (
+        "pass"
+    )
