@@ -178,6 +178,12 @@ def second_copy(folder: Path, shared: Path) -> list[Path]:
     )
 
 
+def concatenated_with_itself(folder: Path, shared: Path) -> list[Path]:
+    # A copy-paste accident: the whole file, then its rows once more.
+    text = text_of(shared)
+    return write_text(folder, MARCH, text + text.split("\n", 1)[1])
+
+
 def two_percent_bad_prices(folder: Path, shared: Path) -> list[Path]:
     return edited(("resale_price", "1", BAD_PRICE_LINES))(folder, shared)
 
@@ -266,6 +272,25 @@ CASES = [
          "quarantine)",
          "2 quarantined"),
         quarantined=frozenset({(14, "floor_area_plausible"), (15, "floor_area_plausible")}),
+    ),
+    Case(
+        "a NUL and a line break inside values",
+        edited(("street_name", "ANG MO KIO\x00AVE 1", [14]), ("block", "308\nB", [15])),
+        QUARANTINED,
+        (f"{MARCH} line 14: street_name 'ANG MO KIO\\x00AVE 1' holds control character(s) "
+         "U+0000 (rule no_control_characters, quarantine)",
+         f"{MARCH} line 15: block '308\\nB' holds control character(s) U+000A",
+         "2 quarantined"),
+        quarantined=frozenset({(14, "no_control_characters"), (15, "no_control_characters")}),
+    ),
+    Case(
+        "a file concatenated with itself",
+        concatenated_with_itself,
+        LOADED,
+        (f"{MARCH} line 2279: month 2023-03: 100.0% of the delivery's rows have an identical "
+         "twin, more than 50% (a file concatenated with itself?)",
+         "(rule identical_rows_share, warning)", "1 warning(s), passed"),
+        dbt_tests=True,
     ),
     Case(
         "month 2023-13",
