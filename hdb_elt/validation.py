@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -130,6 +131,10 @@ class DataQualityError(Exception):
 
 class NothingToValidate(DataQualityError):
     """The warehouse holds no rows for the load or window asked for."""
+
+
+class RejectedDeliveriesWarning(UserWarning):
+    """Months of a window have only deliveries the gate rejected: nothing of them is read."""
 
 
 class ValidationBlocked(DataQualityError):
@@ -580,6 +585,7 @@ def read_window(
     )
     if rows.empty:
         raise NothingToValidate(_nothing_in_window(warehouse_path, start, end))
+    _warn_of_rejected_months(warehouse_path, start, end)
     return rows
 
 
@@ -613,12 +619,13 @@ def read_deliveries(
     )
     if rows.empty:
         raise NothingToValidate(_nothing_in_window(warehouse_path, start, end))
+    _warn_of_rejected_months(warehouse_path, start, end)
     return rows
 
 
-def _nothing_in_window(warehouse_path: Path, start: str, end: str) -> str:
-    """Why a window has no rows to validate: nothing delivered, or every delivery of its
-    months rejected by the gate (then each is named, with its file, rule and time)."""
+def _rejected_only(warehouse_path: Path, start: str, end: str) -> list[str]:
+    """One line per rejected delivery of the window's months that have no accepted delivery
+    left: month, load, file (and whether it is still there), rule, time and what was found."""
     with connect(warehouse_path, read_only=True) as con:
         rejected = con.execute(
             f"""select r.month, r._load_id, r.rule, r.detail, r.rejected_at,
@@ -626,25 +633,52 @@ def _nothing_in_window(warehouse_path: Path, start: str, end: str) -> str:
                      where d._load_id = r._load_id and d.month = r.month) as source
                 from {REJECTED_DELIVERIES} as r
                 where r.month between ? and ?
+                    and r.month not in (select distinct month from {LATEST_DELIVERIES})
                 order by r.month, r.rejected_at""",
             [start, end],
         ).fetchall()
-    if not rejected:
-        return (
-            f"No rows for {start}..{end} in {RAW_TABLE}: run the extract-load stage for that "
-            "window first."
-        )
-    lines = [
+    return [
         f"  - {month}: load {load_id} (file {_describe_source(source)}), rejected "
         f"{rejected_at:%Y-%m-%d %H:%M:%S} UTC by rule {rule}: {detail}"
         for month, load_id, rule, detail, rejected_at, source in rejected
     ]
+
+
+_DELIVER_AGAIN = (
+    "Deliver a corrected file for the month (put it in the deliveries folder and run "
+    "extract-load), then validate again."
+)
+
+
+def _nothing_in_window(warehouse_path: Path, start: str, end: str) -> str:
+    """Why a window has no rows to validate: nothing delivered, or every delivery of its
+    months rejected by the gate (then each is named, with its file, rule and time)."""
+    lines = _rejected_only(warehouse_path, start, end)
+    if not lines:
+        return (
+            f"No rows for {start}..{end} in {RAW_TABLE}: run the extract-load stage for that "
+            "window first."
+        )
     return (
         f"Nothing to validate for {start}..{end}: the only deliveries of these months were "
         f"rejected by the gate ({REJECTED_DELIVERIES}), and no accepted delivery is left to "
-        "fall back on:\n" + "\n".join(lines) + "\nDeliver a corrected file for the month "
-        "(put it in the deliveries folder and run extract-load), then validate again."
+        "fall back on:\n" + "\n".join(lines) + "\n" + _DELIVER_AGAIN
     )
+
+
+def _warn_of_rejected_months(warehouse_path: Path, start: str, end: str) -> None:
+    """Say so when some months of the window are left with only rejected deliveries: the
+    others are validated, these have nothing to validate."""
+    lines = _rejected_only(warehouse_path, start, end)
+    if lines:
+        warnings.warn(
+            RejectedDeliveriesWarning(
+                f"Some months of {start}..{end} have no accepted delivery, only deliveries "
+                f"the gate rejected ({REJECTED_DELIVERIES}); they are not validated, and "
+                "downstream has nothing of them:\n" + "\n".join(lines) + "\n" + _DELIVER_AGAIN
+            ),
+            stacklevel=3,
+        )
 
 
 def quarantined_sample(report: ValidationReport, rows: int = 10) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from hdb_elt.validation import (
     THRESHOLD_RULE,
     DataQualityError,
     NothingToValidate,
+    RejectedDeliveriesWarning,
     ValidationBlocked,
     ValidationReport,
     latest_load_id,
@@ -604,6 +605,13 @@ def test_a_month_whose_only_delivery_was_rejected_says_so(warehouse, tmp_path):
     delivered.unlink()  # the user removes the file, as the gate's message advised
     with pytest.raises(NothingToValidate, match=r"2023-06\.csv, no longer there\), rejected"):
         read_window(warehouse, "2023-06", "2023-06")
+
+    # in a window with other months, those are read, and the rejected-only month is named
+    load(warehouse, delivery(5, "2023-05", "load-y"), "2024-03-02 00:00:00")
+    with pytest.warns(RejectedDeliveriesWarning, match=r"2023-06: load load-z") as warned:
+        rows = read_deliveries(warehouse, "2023-05", "2023-06")
+    assert set(rows["month"]) == {"2023-05"}
+    assert "Some months of 2023-05..2023-06 have no accepted delivery" in str(warned[0].message)
 
     # a rejection taken back (say, to accept the rows with a higher threshold) is read again
     assert withdraw_rejection(warehouse, "load-z", "2023-06") == 1
