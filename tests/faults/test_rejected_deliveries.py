@@ -32,6 +32,7 @@ from faults.support import (
     set_column,
     write_csv,
 )
+from hdb_elt.validation import RejectedDeliveriesWarning
 
 pytestmark = pytest.mark.slow
 
@@ -79,8 +80,9 @@ def test_a_rejected_delivery_is_recorded_and_a_corrected_file_goes_through(
     assert "2023-03" not in accepted_counts(pipeline.warehouse)
 
     # Run again, the bad file still there: the gate does not read the rejected delivery as
-    # March's latest, so it does not block the window again on it.
-    again = pipeline.run(build=False)
+    # March's latest, so it does not block the window again on it, and says March has none.
+    with pytest.warns(RejectedDeliveriesWarning, match=f"2023-03: load {bad_load} "):
+        again = pipeline.run(build=False)
     assert again.stage is None, again.message
     assert bad_load not in again.report.load_ids
 
