@@ -27,11 +27,13 @@ import duckdb
 
 from hdb_elt.settings import DBT_PROJECT_DIR
 from hdb_elt.validation import (
+    CONTROL_CHARACTERS,
     EARLIEST_LEASE_YEAR,
     FLOOR_AREA_SQM_RANGE,
     KNOWN_FLAT_TYPES,
     KNOWN_TOWNS,
     LEASE_YEAR_MARGIN,
+    MAX_TWIN_SHARE,
     MONTH_PATTERN,
     NUMBER_PATTERN,
     REMAINING_LEASE_PATTERN,
@@ -90,13 +92,34 @@ select
                         or lease > year + {LEASE_YEAR_MARGIN}) as lease_year_plausible,
     count(*) filter (where not regexp_full_match(coalesce(remaining_lease, ''),
                      '{REMAINING_LEASE_PATTERN}')) as remaining_lease_format,
+    count(*) filter (where regexp_matches(concat({", ".join(SOURCE_COLUMNS)}),
+                     '{CONTROL_CHARACTERS}')) as no_control_characters,
     count(*) filter (where town not in {_in(KNOWN_TOWNS)}) as town_known,
     count(*) - (select count(*) from (select distinct {", ".join(SOURCE_COLUMNS)}
-                                      from raw_rows)) as identical_rows
+                                      from raw_rows)) as identical_rows,
+    -- the repeats in months where most rows have an identical twin
+    (select coalesce(sum(repeats), 0) from (
+        select month,
+            sum(copies - 1) as repeats,
+            sum(copies) filter (where copies > 1) as with_twin,
+            sum(copies) as rows
+        from (select month, count(*) as copies from raw_rows
+              group by {", ".join(SOURCE_COLUMNS)})
+        group by month
+        having with_twin > {MAX_TWIN_SHARE} * rows
+    )) as identical_rows_share
 from typed
 """
 
-_ID_COLUMNS = ", ".join(f"coalesce(trim({c}), '')" for c in SOURCE_COLUMNS)
+# The transaction id's values, in the order of stg_hdb__resale_flat_prices' row_values.
+_ID_VALUES = ", ".join(
+    f"coalesce(cast({c} as varchar), '')"
+    for c in (
+        "strftime(month, '%Y-%m')", "town", "flat_type", "block", "street_name",
+        "storey_range", "flat_model", "lease_commence_year", "remaining_lease_months",
+        "floor_area_sqm", "resale_price",
+    )
+)  # fmt: skip
 _REMAINING = """
     case
         when regexp_matches(lower(trim(remaining_lease)), '^[0-9]+ *years?( +[0-9]+ *months?)?$')
@@ -114,20 +137,12 @@ _REMAINING = """
 TRANSFORM = [
     f"""
 create or replace table fct_resale_transactions as
-with keyed as (
-    select *,
-        md5(concat_ws('|', {_ID_COLUMNS},
-            cast(row_number() over (partition by {_ID_COLUMNS}
-                                    order by _source, _source_row) as varchar)))
-            as transaction_id
-    from raw_rows
-),
-typed as (
+with typed as (
     select
-        transaction_id,
         cast(try_strptime(trim(month), '%Y-%m') as date) as month,
         upper(regexp_replace(trim(town), ' +', ' ', 'g')) as town,
-        upper(regexp_replace(trim(flat_type), ' +', ' ', 'g')) as flat_type,
+        replace(upper(regexp_replace(trim(flat_type), ' +', ' ', 'g')),
+                'MULTI GENERATION', 'MULTI-GENERATION') as flat_type,
         upper(trim(block)) as block,
         upper(regexp_replace(trim(street_name), ' +', ' ', 'g')) as street_name,
         upper(regexp_replace(trim(storey_range), ' +', ' ', 'g')) as storey_range,
@@ -142,18 +157,35 @@ typed as (
         try_cast(trim(resale_price) as decimal(12, 2)) as resale_price,
         _source,
         _source_row
-    from keyed
+    from raw_rows
+),
+parsed as (
+    select typed.* exclude (remaining_lease),
+        cast({_REMAINING} as integer) as remaining_lease_months,
+        remaining_lease is null as is_remaining_lease_derived
+    from typed
+),
+row_values as (
+    -- the transaction id's typed values in one string, as staging builds it
+    select *, concat_ws('|', {_ID_VALUES}) as row_values
+    from parsed
+),
+keyed as (
+    select row_values.* exclude (row_values),
+        md5(row_values || '|' || cast(row_number() over (partition by row_values
+                                      order by _source, _source_row) as varchar))
+            as transaction_id
+    from row_values
 )
 select
     transaction_id, month, strftime(month, '%Y-%m') as month_key, town, flat_type, block,
     street_name, storey_range, storey_lower, storey_upper, flat_model, lease_commence_year,
-    cast({_REMAINING} as integer) as remaining_lease_months,
-    remaining_lease is null as is_remaining_lease_derived,
+    remaining_lease_months, is_remaining_lease_derived,
     floor_area_sqm, resale_price,
     cast(round(resale_price / nullif(floor_area_sqm, 0), 2) as decimal(10, 2))
         as price_per_sqm,
     _source, _source_row
-from typed
+from keyed
 """,
     f"""create or replace table dim_town as
         select upper(trim(town)) as town, region

@@ -41,9 +41,11 @@ import pandas as pd
 
 from hdb_elt.settings import MELTANO_PROJECT_DIR, Settings, display_path
 from hdb_elt.warehouse import (
+    LATEST_DELIVERIES,
     RAW_TABLE,
     connect,
     delivery_record,
+    ensure_latest_deliveries,
     ensure_warehouse,
     lock_error_from_text,
 )
@@ -316,15 +318,12 @@ def _run_extract_load(settings: Settings, log_dir: Path | None) -> ExtractLoadRe
 
 
 def latest_delivery_counts(warehouse_path: Path) -> dict[str, int]:
-    """Rows per month in the latest delivery of each month: what downstream reads."""
+    """Rows per month in the latest accepted delivery of each month (``raw.latest_deliveries``):
+    what downstream reads."""
+    ensure_latest_deliveries(warehouse_path)
     with connect(warehouse_path, read_only=True) as con:
         rows = con.execute(
-            f"""with latest as (
-                    select month, max(_loaded_at) as loaded_at from {RAW_TABLE} group by month
-                )
-                select r.month, count(*) from {RAW_TABLE} as r
-                join latest as l on r.month = l.month and r._loaded_at = l.loaded_at
-                group by r.month order by r.month"""
+            f"select month, count(*) from {LATEST_DELIVERIES} group by month order by month"
         ).fetchall()
     return dict(rows)
 
@@ -389,9 +388,9 @@ def loaded_deliveries(warehouse_path: Path) -> pd.DataFrame:
         )
         sources = dict(
             con.execute(
-                """select month, any_value(source) from raw._load_months
+                f"""select month, any_value(source) from raw._load_months
                    where (load_id, month) in (select distinct _load_id, month
-                                              from raw.latest_deliveries)
+                                              from {LATEST_DELIVERIES})
                    group by month"""
             ).fetchall()
         )

@@ -26,7 +26,12 @@ from hdb_elt.transform import (
     run_marker,
     window_vars,
 )
-from hdb_elt.warehouse import RAW_TABLE, connect, lock_error_from_text
+from hdb_elt.warehouse import (
+    LATEST_DELIVERIES,
+    connect,
+    ensure_latest_deliveries,
+    lock_error_from_text,
+)
 
 FACT_TABLE = "marts.fct_resale_transactions"
 TEST_COLUMNS = ["test", "kind", "model", "column", "severity", "status", "failures", "name"]
@@ -193,13 +198,14 @@ def _blocking(tests: pd.DataFrame) -> pd.Series:
 def reconciliation(warehouse_path: Path, start: Month | str, end: Month | str) -> pd.DataFrame:
     """Per month of the window: does the fact hold the latest delivery minus quarantined rows?
 
-    ``raw_rows``: rows of the month's latest raw delivery (greatest ``_loaded_at``);
+    ``raw_rows``: rows of the month's latest accepted delivery (``raw.latest_deliveries``);
     ``quarantined``: those of them in ``audit.quarantine`` (a row failing several rules counts
     once); ``expected`` = raw_rows - quarantined; ``fact_rows``: the fact's rows of the month;
     ``difference`` = fact_rows - expected. ``status`` is ``ok``, ``mismatch``, or ``no data``
     for a month with neither a delivery nor fact rows.
     """
     months = [str(m) for m in Month.parse(str(start)).range_to(Month.parse(str(end)))]
+    ensure_latest_deliveries(warehouse_path)
     with connect(warehouse_path, read_only=True) as con:
         tables = {
             f"{schema}.{name}"
@@ -222,14 +228,10 @@ def reconciliation(warehouse_path: Path, start: Month | str, end: Month | str) -
         frame = con.execute(
             f"""
             with months as (select unnest(?::varchar[]) as month),
-            window_rows as (
-                select trim(month) as month, _load_id, _source, _source_row, _loaded_at
-                from {RAW_TABLE}
-                where trim(month) between ? and ?
-            ),
             latest as (
-                select * from window_rows
-                qualify _loaded_at = max(_loaded_at) over (partition by month)
+                select trim(month) as month, _load_id, _source, _source_row
+                from {LATEST_DELIVERIES}
+                where trim(month) between ? and ?
             ),
             quarantined as (select distinct _load_id, _source, _source_row from ({quarantine})),
             delivered as (

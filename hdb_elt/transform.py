@@ -24,7 +24,12 @@ import pandas as pd
 from hdb_elt.extract_load import source_name
 from hdb_elt.months import Month
 from hdb_elt.settings import DBT_PROJECT_DIR, Settings, display_path, load_settings
-from hdb_elt.warehouse import check_is_duckdb, connect, lock_error_from_text
+from hdb_elt.warehouse import (
+    check_is_duckdb,
+    connect,
+    ensure_latest_deliveries,
+    lock_error_from_text,
+)
 
 
 def dbt_executable() -> str:
@@ -99,11 +104,14 @@ def build_window(
 ) -> subprocess.CompletedProcess:
     """``dbt build`` (seeds, models, data tests) for the months ``start``..``end``.
 
-    With no months, the default: every month whose latest raw delivery is new to the marts.
+    With no months, the default: every month whose latest accepted delivery is new to the
+    marts.
     Unit tests check the SQL against fixed inputs, not the data, so pipeline runs leave them
     out (as dbt Labs advises; about a second less per run) unless ``unit_tests=True``; CI runs
     them with every plain ``dbt build``.
     """
+    # Staging reads raw.latest_deliveries: a warehouse made before the view existed gets it.
+    ensure_latest_deliveries((settings or load_settings()).warehouse_path)
     args = ["build", *window_vars(start, end)]
     if not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]

@@ -22,13 +22,18 @@ every rule) with wide margins, so that only values no HDB resale can have are qu
   also rules out zero, negative and thousands-dropped prices, the upper one a stray digit.
 - lease commencement 1960 (HDB's founding) to the registration year + 1: 2023 spans 1966 to
   2022; a flat cannot be resold before its lease starts, the margin forgives an off-by-one.
-- remaining lease ``NN years MM months``, ``NN years``, or empty (older data has none).
+- remaining lease ``NN years MM months``, ``NN years``, a bare number of years (2015-2016),
+  or empty (older data has none).
+
+Text rules check values normalised as :mod:`hdb_elt.normalisation` decides (spaces, case,
+``MULTI GENERATION``), the spellings staging cleans; messages show the values as delivered.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +45,15 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from hdb_elt.months import Month
-from hdb_elt.warehouse import RAW_TABLE, SOURCE_COLUMNS, connect
+from hdb_elt.normalisation import normalise
+from hdb_elt.warehouse import (
+    LATEST_DELIVERIES,
+    RAW_TABLE,
+    REJECTED_DELIVERIES,
+    SOURCE_COLUMNS,
+    connect,
+    ensure_latest_deliveries,
+)
 
 METADATA_COLUMNS = ("_source", "_source_row", "_load_id")
 REQUIRED_COLUMNS = (*SOURCE_COLUMNS, *METADATA_COLUMNS)
@@ -97,7 +110,14 @@ MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 NUMBER_PATTERN = r"^-?\d+(\.\d+)?$"
 YEAR_PATTERN = r"^\d{4}$"
 STOREY_RANGE_PATTERN = r"^\d{2} TO \d{2}$"
-REMAINING_LEASE_PATTERN = r"^(\d{1,2} years?( (0[1-9]|1[01]) months?)?)?$"
+# Checked on normalised values (hdb_elt.normalisation): lower case, single spaces. A bare
+# number of years is how the 2015-2016 files write it.
+REMAINING_LEASE_PATTERN = r"^(\d{1,2}( years?( (0[1-9]|1[01]) months?)?)?)?$"
+# Any C0 control character or DEL: no HDB value holds one (NUL, a stray line break...).
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
+# A month in which more than this share of rows have an identical twin warns: the real data
+# has a handful of twins a month (2023: under 0.5%); a file concatenated with itself has 100%.
+MAX_TWIN_SHARE = 0.5
 THRESHOLD_RULE = "quarantine_threshold"
 
 RESULT_COLUMNS = ["rule", "severity", "status", "failing_rows", "checked_rows", "sample"]
@@ -111,6 +131,10 @@ class DataQualityError(Exception):
 
 class NothingToValidate(DataQualityError):
     """The warehouse holds no rows for the load or window asked for."""
+
+
+class RejectedDeliveriesWarning(UserWarning):
+    """Months of a window have only deliveries the gate rejected: nothing of them is read."""
 
 
 class ValidationBlocked(DataQualityError):
@@ -280,6 +304,19 @@ def _identical_phrase(column: str, value: str, row: Mapping, window: Window) -> 
     return f"identical in every source column to {first} (kept: a distinct sale)"
 
 
+def _control_phrase(column: str, value: str, row: Mapping, window: Window) -> str:
+    found = sorted({f"U+{ord(c):04X}" for c in re.findall(CONTROL_CHARACTERS, value)})
+    return f"{value!r} holds control character(s) {', '.join(found)}"
+
+
+def _twin_share_phrase(column: str, value: str, row: Mapping, window: Window) -> str:
+    return (
+        f"month {row['month']}: {row['twin_share']:.1%} of the delivery's rows have an "
+        f"identical twin, more than {MAX_TWIN_SHARE:.0%} (a file concatenated with itself?); "
+        "this row repeats an earlier one (kept)"
+    )
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "columns_present",
@@ -383,12 +420,31 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "remaining_lease_format",
         "quarantine",
-        "remaining_lease is 'NN years MM months', 'NN years' or empty",
+        "remaining_lease is 'NN years MM months', 'NN years', a number of years or empty",
         ("remaining_lease",),
         _column_schema("remaining_lease", pa.Check.str_matches(REMAINING_LEASE_PATTERN)),
         lambda column, value, row, window: (
-            f"{value!r} is not 'NN years MM months', 'NN years' or empty"
+            f"{value!r} is not 'NN years MM months', 'NN years', a number of years or empty"
         ),
+    ),
+    Rule(
+        "no_control_characters",
+        "quarantine",
+        "no value holds a control character (NUL, a line break, a tab...)",
+        SOURCE_COLUMNS,
+        lambda _window: pa.DataFrameSchema(
+            {
+                c: pa.Column(
+                    nullable=True,
+                    checks=pa.Check(
+                        lambda s: ~s.str.contains(CONTROL_CHARACTERS, regex=True),
+                        name="no_control_characters",
+                    ),
+                )
+                for c in SOURCE_COLUMNS
+            }
+        ),
+        _control_phrase,
     ),
     Rule(
         "town_known",
@@ -410,6 +466,24 @@ RULES: tuple[Rule, ...] = (
             unique=[*SOURCE_COLUMNS, "_load_id"], report_duplicates="exclude_first"
         ),
         _identical_phrase,
+    ),
+    Rule(
+        "identical_rows_share",
+        "warning",
+        f"at most {MAX_TWIN_SHARE:.0%} of a delivery's rows of a month have an identical twin "
+        "(more looks like a file concatenated with itself; the rows are kept)",
+        (),
+        lambda _window: pa.DataFrameSchema(
+            checks=[
+                pa.Check(
+                    lambda f: ~(f["repeats_earlier"] & (f["twin_share"] > MAX_TWIN_SHARE)),
+                    name="identical_rows_share",
+                    ignore_na=False,
+                )
+            ]
+        ),
+        _twin_share_phrase,
+        frame="typed",
     ),
 )
 
@@ -494,45 +568,45 @@ def read_load(warehouse_path: Path, load_id: str | None = None) -> pd.DataFrame:
 def read_window(
     warehouse_path: Path, start_month: str | Month, end_month: str | Month
 ) -> pd.DataFrame:
-    """The latest delivery of each month in the window: the rows staging will read.
+    """The latest accepted delivery of each month in the window (``raw.latest_deliveries``):
+    the rows staging will read.
 
     Rows whose month is not a ``YYYY-MM`` month cannot belong to a window; validate the
     load they came with (:func:`read_load`) to see them.
     """
     start, end = str(Month.parse(str(start_month))), str(Month.parse(str(end_month)))
+    ensure_latest_deliveries(warehouse_path)
     rows = query_df(
         warehouse_path,
-        f"""select * from {RAW_TABLE}
+        f"""select * from {LATEST_DELIVERIES}
             where month between ? and ?
-            qualify _loaded_at = max(_loaded_at) over (partition by month)
             order by month, _source, _source_row""",
         [start, end],
     )
     if rows.empty:
-        raise NothingToValidate(
-            f"No rows for {start}..{end} in {RAW_TABLE}: run the extract-load stage for that "
-            "window first."
-        )
+        raise NothingToValidate(_nothing_in_window(warehouse_path, start, end))
+    _warn_of_rejected_months(warehouse_path, start, end)
     return rows
 
 
 def read_deliveries(
     warehouse_path: Path, start_month: str | Month, end_month: str | Month
 ) -> pd.DataFrame:
-    """What the gate checks for a window: the latest delivery of each of its months, plus any
-    rows of those same loads whose month is not a month at all.
+    """What the gate checks for a window: the latest accepted delivery of each of its months
+    (``raw.latest_deliveries``), plus any rows of those same loads whose month is not a month
+    at all.
 
     Staging reads the first part. The second catches a delivery carrying rows such as
     ``2023-13``, which belong to no window and so would otherwise never be seen.
     """
     start, end = str(Month.parse(str(start_month))), str(Month.parse(str(end_month)))
+    ensure_latest_deliveries(warehouse_path)
     valid = "regexp_full_match(month, '\\d{4}-(0[1-9]|1[0-2])')"
-    in_window = f"(month between $1 and $2 and {valid})"
     rows = query_df(
         warehouse_path,
         f"""with latest as (
-                select * from {RAW_TABLE} where {in_window}
-                qualify _loaded_at = max(_loaded_at) over (partition by month)
+                select * from {LATEST_DELIVERIES}
+                where month between $1 and $2 and {valid}
             ),
             stray as (
                 select * from {RAW_TABLE}
@@ -544,11 +618,67 @@ def read_deliveries(
         [start, end],
     )
     if rows.empty:
-        raise NothingToValidate(
+        raise NothingToValidate(_nothing_in_window(warehouse_path, start, end))
+    _warn_of_rejected_months(warehouse_path, start, end)
+    return rows
+
+
+def _rejected_only(warehouse_path: Path, start: str, end: str) -> list[str]:
+    """One line per rejected delivery of the window's months that have no accepted delivery
+    left: month, load, file (and whether it is still there), rule, time and what was found."""
+    with connect(warehouse_path, read_only=True) as con:
+        rejected = con.execute(
+            f"""select r.month, r._load_id, r.rule, r.detail, r.rejected_at,
+                    (select min(d._source) from {RAW_TABLE} as d
+                     where d._load_id = r._load_id and d.month = r.month) as source
+                from {REJECTED_DELIVERIES} as r
+                where r.month between ? and ?
+                    and r.month not in (select distinct month from {LATEST_DELIVERIES})
+                order by r.month, r.rejected_at""",
+            [start, end],
+        ).fetchall()
+    return [
+        f"  - {month}: load {load_id} (file {_describe_source(source)}), rejected "
+        f"{rejected_at:%Y-%m-%d %H:%M:%S} UTC by rule {rule}: {detail}"
+        for month, load_id, rule, detail, rejected_at, source in rejected
+    ]
+
+
+_DELIVER_AGAIN = (
+    "Deliver a corrected file for the month (put it in the deliveries folder and run "
+    "extract-load), then validate again."
+)
+
+
+def _nothing_in_window(warehouse_path: Path, start: str, end: str) -> str:
+    """Why a window has no rows to validate: nothing delivered, or every delivery of its
+    months rejected by the gate (then each is named, with its file, rule and time)."""
+    lines = _rejected_only(warehouse_path, start, end)
+    if not lines:
+        return (
             f"No rows for {start}..{end} in {RAW_TABLE}: run the extract-load stage for that "
             "window first."
         )
-    return rows
+    return (
+        f"Nothing to validate for {start}..{end}: the only deliveries of these months were "
+        f"rejected by the gate ({REJECTED_DELIVERIES}), and no accepted delivery is left to "
+        "fall back on:\n" + "\n".join(lines) + "\n" + _DELIVER_AGAIN
+    )
+
+
+def _warn_of_rejected_months(warehouse_path: Path, start: str, end: str) -> None:
+    """Say so when some months of the window are left with only rejected deliveries: the
+    others are validated, these have nothing to validate."""
+    lines = _rejected_only(warehouse_path, start, end)
+    if lines:
+        warnings.warn(
+            RejectedDeliveriesWarning(
+                f"Some months of {start}..{end} have no accepted delivery, only deliveries "
+                f"the gate rejected ({REJECTED_DELIVERIES}); they are not validated, and "
+                "downstream has nothing of them:\n" + "\n".join(lines) + "\n" + _DELIVER_AGAIN
+            ),
+            stacklevel=3,
+        )
 
 
 def quarantined_sample(report: ValidationReport, rows: int = 10) -> pd.DataFrame:
@@ -583,6 +713,11 @@ def _typed_frame(text: pd.DataFrame, window: Window) -> pd.DataFrame:
 
     month = text["month"].where(text["month"].str.match(MONTH_PATTERN))
     year = pd.to_numeric(month.str.slice(0, 4), errors="coerce").astype("float64")
+    # Identical twins within a delivery and month: the share of rows that have one, per
+    # (load, month), and whether a row repeats an earlier one.
+    twins = [*SOURCE_COLUMNS, "_load_id"]
+    has_twin = text.duplicated(twins, keep=False)
+    share = has_twin.groupby([text["_load_id"], text["month"]], sort=False).transform("mean")
     return pd.DataFrame(
         {
             "month": month,
@@ -590,6 +725,8 @@ def _typed_frame(text: pd.DataFrame, window: Window) -> pd.DataFrame:
             "floor_area_sqm": number("floor_area_sqm", NUMBER_PATTERN),
             "resale_price": number("resale_price", NUMBER_PATTERN),
             "lease_commence_date": number("lease_commence_date", YEAR_PATTERN),
+            "repeats_earlier": text.duplicated(twins, keep="first").to_numpy(),
+            "twin_share": share.to_numpy(dtype="float64"),
         }
     )
 
@@ -627,14 +764,22 @@ def _failing_cells(rule: Rule, frame: pd.DataFrame, window: Window) -> pd.DataFr
 
 
 def _rule_failures(
-    rule: Rule, text: pd.DataFrame, typed: pd.DataFrame, window: Window
+    rule: Rule,
+    text: pd.DataFrame,
+    typed: pd.DataFrame,
+    window: Window,
+    delivered: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
+    """``rule``'s failures: checked on ``text`` (normalised) or ``typed``, reported with the
+    values as ``delivered`` (default: ``text``)."""
     frame = typed if rule.frame == "typed" else text
     cells = _failing_cells(rule, frame, window)
     if cells.empty:
         return pd.DataFrame(columns=FAILURE_COLUMNS)
-    context = text.iloc[cells["position"].to_numpy()].reset_index(drop=True)
-    context["registration_year"] = typed["registration_year"].iloc[cells["position"]].to_numpy()
+    delivered = text if delivered is None else delivered
+    context = delivered.iloc[cells["position"].to_numpy()].reset_index(drop=True)
+    for column in ("registration_year", "twin_share"):
+        context[column] = typed[column].iloc[cells["position"]].to_numpy()
     if rule.name == "identical_rows":
         first = text.groupby([*SOURCE_COLUMNS, "_load_id"], sort=False, dropna=False)
         context["first_source"] = (
@@ -818,9 +963,12 @@ def validate_load(
         failures = pd.DataFrame(columns=FAILURE_COLUMNS)
         blocking = [Failure("columns_present", c, "missing from the delivery") for c in missing]
     else:
-        typed = _typed_frame(text, window)
+        # Rules judge the values as staging will read them: normalised spellings pass.
+        checked = normalise(text)
+        typed = _typed_frame(checked, window)
         failures = pd.concat(
-            [_rule_failures(rule, text, typed, window) for rule in rules[1:]], ignore_index=True
+            [_rule_failures(rule, checked, typed, window, text) for rule in rules[1:]],
+            ignore_index=True,
         )
         first_blocking = (
             failures[failures["severity"] == "blocking"]
@@ -863,13 +1011,71 @@ def validate_load(
 # --- recording and gating ------------------------------------------------------------------
 
 
+def rejected_partitions(report: ValidationReport) -> pd.DataFrame:
+    """The (load, month) deliveries of a report the gate blocks, with the first blocking rule
+    and what it found: ``_load_id``, ``month``, ``rule``, ``detail``.
+
+    A row-level blocking failure rejects its own (load, month); a month over the quarantine
+    threshold rejects itself; a missing column, or a row whose month is not a month at all
+    (it belongs to no month, only to its load), rejects every month of that load.
+    """
+    columns = ["_load_id", "month", "rule", "detail"]
+    parts = report.partitions
+    if not report.blocked or parts.empty:
+        return pd.DataFrame(columns=columns)
+    if report.missing_columns:
+        missing = ", ".join(report.missing_columns)
+        return parts.assign(
+            rule="columns_present", detail=f"column(s) {missing} missing from the delivery"
+        )[columns]
+    failures = report.failures
+    blocking = failures[failures["severity"] == "blocking"].assign(
+        file=lambda d: d["_source"].map(_basename)
+    )
+    blocking = blocking.sort_values(["file", "_source_row"], kind="stable")
+    found: dict[tuple[str, str], tuple[str, str, int]] = {}
+
+    def add(load_id: str, month: str, rule: str, detail: str) -> None:
+        rule_, detail_, count = found.get((load_id, month), (rule, detail, 0))
+        found[(load_id, month)] = (rule_, detail_, count + 1)
+
+    valid_months = set(parts["month"][parts["month"].str.match(MONTH_PATTERN)])
+    for f in blocking.to_dict("records"):
+        detail = f"{_where(f['_source'], f['_source_row'])}, {f['detail']}"
+        if f["month"] in valid_months:
+            add(f["_load_id"], f["month"], f["rule"], detail)
+        else:  # a stray row: it condemns the whole load it came with
+            for month in parts.loc[parts["_load_id"] == f["_load_id"], "month"]:
+                add(f["_load_id"], month, f["rule"], detail)
+    for p in parts[parts["over_threshold"]].to_dict("records"):
+        add(
+            p["_load_id"],
+            p["month"],
+            THRESHOLD_RULE,
+            f"{p['quarantined_rows']:,} of {p['rows']:,} rows "
+            f"({p['quarantined_fraction']:.1%}) failed row-level rules, more than "
+            f"max_quarantine_fraction {report.max_quarantine_fraction:.1%}",
+        )
+    records = [
+        (load_id, month, rule, detail + (f" (and {count - 1:,} more)" if count > 1 else ""))
+        for (load_id, month), (rule, detail, count) in sorted(
+            found.items(), key=lambda item: (item[0][1], item[0][0])
+        )
+    ]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
 def record_results(warehouse_path: Path, report: ValidationReport) -> None:
-    """Write ``audit.validation_results`` and ``audit.quarantine`` in one transaction.
+    """Write ``audit.validation_results`` and ``audit.quarantine`` in one transaction, and,
+    when the gate blocks, the blocked deliveries to ``audit.rejected_deliveries``.
 
     Rows are written per (load, month) of the report, replacing what an earlier validation
     of the same load and month wrote, so a re-run never doubles them and validating one
     month never touches another. A blocked report records its results but no quarantine
-    rows: nothing downstream runs on it.
+    rows: nothing downstream runs on it. Its blocked (load, month) deliveries
+    (:func:`rejected_partitions`) are appended as rejected, once each: from then on
+    ``raw.latest_deliveries`` leaves them out, and the month falls back to its previous
+    accepted delivery.
     """
     now = datetime.now(UTC).replace(tzinfo=None)
     failures, parts = report.failures, report.partitions
@@ -917,11 +1123,14 @@ def record_results(warehouse_path: Path, report: ValidationReport) -> None:
     quarantine = report.quarantined.iloc[0:0] if report.blocked else report.quarantined
     new_quarantine = quarantine.assign(quarantined_at=now)
     validated = parts[["_load_id", "month"]]
+    rejected = rejected_partitions(report).assign(rejected_at=now)
 
+    ensure_latest_deliveries(warehouse_path)
     with connect(warehouse_path) as con:
         con.register("validated", validated)
         con.register("new_results", new_results)
         con.register("new_quarantine", new_quarantine)
+        con.register("new_rejected", rejected)
         con.execute("begin transaction")
         try:
             for table in ("audit.validation_results", "audit.quarantine"):
@@ -940,10 +1149,32 @@ def record_results(warehouse_path: Path, report: ValidationReport) -> None:
                    select _load_id, _source, _source_row, month, rule, detail, quarantined_at
                    from new_quarantine"""
             )
+            con.execute(
+                f"""insert into {REJECTED_DELIVERIES} by name
+                    select n._load_id, n.month, n.rule, n.detail, n.rejected_at
+                    from new_rejected as n
+                    where not exists (
+                        select 1 from {REJECTED_DELIVERIES} as r
+                        where r._load_id = n._load_id and r.month is not distinct from n.month
+                    )"""
+            )
             con.execute("commit")
         except Exception:
             con.execute("rollback")
             raise
+
+
+def withdraw_rejection(warehouse_path: Path, load_id: str, month: str | None = None) -> int:
+    """Take back the gate's rejection of load ``load_id`` (of one ``month``, or all its
+    months), so the delivery is its month's latest again and the next validation checks it,
+    for example with a higher ``max_quarantine_fraction``. Returns the rejections removed."""
+    with connect(warehouse_path) as con:
+        (count,) = con.execute(
+            f"""delete from {REJECTED_DELIVERIES}
+                where _load_id = ? and (?::varchar is null or month = ?)""",
+            [load_id, month, month],
+        ).fetchone()
+    return int(count)
 
 
 def raise_if_blocked(report: ValidationReport, *, show: int = 5) -> None:
@@ -966,14 +1197,20 @@ def raise_if_blocked(report: ValidationReport, *, show: int = 5) -> None:
         counts = pd.Series([f.rule for f in failures]).value_counts(sort=False)
         per_rule = ", ".join(f"{rule} {count:,}" for rule, count in counts.items())
         lines.append(f"... and {len(failures) - len(shown):,} more ({per_rule} in all).")
+    recorded = (
+        f"record_results records the blocked delivery in {REJECTED_DELIVERIES}: it is never "
+        "read again (raw keeps its rows), and its month falls back to its previous accepted "
+        "delivery, if it has one."
+    )
     if all(f.rule == THRESHOLD_RULE for f in failures):
         advice = (
-            "Look at report.quarantined (or the samples in audit.validation_results): fix or "
-            "remove the delivery, or raise max_quarantine_fraction if the rows are acceptable, "
-            "then re-run."
+            "Look at report.quarantined (or the samples in audit.validation_results). "
+            f"{recorded} Deliver a corrected file, then re-run; or, if the rows are acceptable, "
+            "raise max_quarantine_fraction, take the rejection back with "
+            "hdb_elt.validation.withdraw_rejection(warehouse_path, load_id, month) and re-run."
         )
     else:
-        advice = "Fix or remove the delivery, then re-run."
+        advice = f"{recorded} Fix the file and deliver it again (or remove it), then re-run."
     raise ValidationBlocked(
         f"Validation blocked: {len(failures):,} blocking failure(s) in "
         f"{report.rows_checked:,} rows; nothing downstream will run.\n"
@@ -990,6 +1227,18 @@ def _basename(source: object) -> str:
         url = urlparse(text)
         return f"{url.netloc}{url.path}"
     return Path(text).name
+
+
+def _describe_source(source: object) -> str:
+    """A delivery's file name, saying whether the file is still there (an API URL: its host
+    and path)."""
+    if source is None:
+        return "unknown"
+    text = str(source)
+    if text.startswith(("http://", "https://")):
+        return _basename(text)
+    state = "still in the deliveries folder" if Path(text).exists() else "no longer there"
+    return f"{_basename(text)}, {state}"
 
 
 def _where(source: object, source_row: object) -> str:

@@ -32,6 +32,10 @@ SOURCE_COLUMNS = (
     "resale_price",
 )
 RAW_TABLE = "raw.resale_flat_prices"
+# The one definition of "the latest accepted delivery of each month": downstream (the gate,
+# staging, the reconciliation, Dagster's metadata, the exercises) reads this view, never raw.
+LATEST_DELIVERIES = "raw.latest_deliveries"
+REJECTED_DELIVERIES = "audit.rejected_deliveries"
 
 _DDL = [
     "create schema if not exists raw",
@@ -85,26 +89,31 @@ _DDL = [
         detail varchar,
         quarantined_at timestamp
     )""",
-    # A delivery (a load's rows of one month) the validation gate blocked: never the month's
-    # latest delivery downstream, and never loaded again from the same content.
-    """create table if not exists audit.rejected_deliveries (
+    # Results are kept per (load, month), the unit the orchestrator validates; files created
+    # before the column existed get it appended.
+    "alter table audit.validation_results add column if not exists month varchar",
+    # One row per (load, month) the gate blocked, appended when it blocks. Raw keeps the rows;
+    # a rejected delivery is never its month's latest (the view below leaves it out), and the
+    # tap does not load the same content again (see delivery_record).
+    f"""create table if not exists {REJECTED_DELIVERIES} (
         _load_id varchar,
         month varchar,
         rule varchar,
         detail varchar,
         rejected_at timestamp
     )""",
-    # The latest accepted delivery of each month: what every stage downstream reads.
-    f"""create or replace view raw.latest_deliveries as
-        select * from {RAW_TABLE} as delivered
+    # Each month's latest delivery (greatest _loaded_at) among those the gate did not reject.
+    # A load commits all its rows with one _loaded_at, so a month's latest is one load.
+    f"""create or replace view {LATEST_DELIVERIES} as
+        select delivered.*
+        from {RAW_TABLE} as delivered
         where not exists (
-            select 1 from audit.rejected_deliveries as rejected
-            where rejected._load_id = delivered._load_id and rejected.month = delivered.month
+            select 1 from {REJECTED_DELIVERIES} as rejected
+            where rejected._load_id = delivered._load_id
+                and rejected.month is not distinct from delivered.month
         )
-        qualify _loaded_at = max(_loaded_at) over (partition by month)""",
-    # Results are kept per (load, month), the unit the orchestrator validates; files created
-    # before the column existed get it appended.
-    "alter table audit.validation_results add column if not exists month varchar",
+        qualify delivered._loaded_at
+            = max(delivered._loaded_at) over (partition by delivered.month)""",
 ]
 
 _LOCK_PID_RE = re.compile(r"PID (\d+)")
@@ -229,6 +238,38 @@ def ensure_warehouse(path: Path) -> str:
         return row[0]
 
 
+def has_latest_deliveries(path: Path) -> bool:
+    """Whether the warehouse has the view :data:`LATEST_DELIVERIES` (a file made before it
+    existed has not, until :func:`ensure_warehouse` runs on it)."""
+    with connect(path, read_only=True) as con:
+        found = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'raw' and table_name = 'latest_deliveries'"
+        ).fetchone()
+    return bool(found[0])
+
+
+def ensure_latest_deliveries(path: Path) -> None:
+    """Make sure a stage reading :data:`LATEST_DELIVERIES` finds it: a warehouse created
+    before the view existed gets it (and ``audit.rejected_deliveries``) here. A missing
+    warehouse is left to the reader, whose read-only open says to run extract-load first."""
+    if Path(path).exists() and not has_latest_deliveries(path):
+        ensure_warehouse(path)
+
+
+def rejected_deliveries(
+    con: duckdb.DuckDBPyConnection, month: str | None = None
+) -> list[tuple[str, str, str, str, object]]:
+    """The rejected deliveries (load id, month, rule, detail, rejected at), oldest first,
+    optionally of one month only."""
+    return con.execute(
+        f"""select _load_id, month, rule, detail, rejected_at from {REJECTED_DELIVERIES}
+            where ?::varchar is null or month = ?
+            order by rejected_at, _load_id, month""",
+        [month, month],
+    ).fetchall()
+
+
 def query_df(path: Path, sql: str, params: list | None = None):
     """Run a read-only query and return a pandas DataFrame, closing the file at once."""
     with connect(path, read_only=True) as con:
@@ -272,17 +313,17 @@ def delivery_record(path: Path) -> dict[str, dict]:
             con.execute(statement)
         _record_unrecorded_months(con)
         accepted = con.execute(
-            """select month, row_count, fingerprint from raw._load_months
-               where stream = 'resale_flat_prices'
-                 and (load_id, month) in (select distinct _load_id, month
-                                          from raw.latest_deliveries)"""
+            f"""select month, row_count, fingerprint from raw._load_months
+                where stream = 'resale_flat_prices'
+                  and (load_id, month) in (select distinct _load_id, month
+                                           from {LATEST_DELIVERIES})"""
         ).fetchall()
         rejected = con.execute(
-            """select m.month, m.fingerprint, m.source, x.rule,
-                      strftime(x.rejected_at, '%Y-%m-%d %H:%M UTC')
-               from audit.rejected_deliveries as x
-               join raw._load_months as m on m.load_id = x._load_id and m.month = x.month
-               order by x.rejected_at"""
+            f"""select m.month, m.fingerprint, m.source, x.rule,
+                       strftime(x.rejected_at, '%Y-%m-%d %H:%M UTC')
+                from {REJECTED_DELIVERIES} as x
+                join raw._load_months as m on m.load_id = x._load_id and m.month = x.month
+                order by x.rejected_at"""
         ).fetchall()
     record: dict[str, dict] = {
         month: {"rows": rows, "fingerprint": print_, "rejected": []}

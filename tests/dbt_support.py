@@ -19,7 +19,13 @@ from pathlib import Path
 
 from hdb_elt.settings import REPO_ROOT, Settings, load_settings
 from hdb_elt.transform import run_dbt
-from hdb_elt.warehouse import RAW_TABLE, SOURCE_COLUMNS, connect, ensure_warehouse
+from hdb_elt.warehouse import (
+    LATEST_DELIVERIES,
+    RAW_TABLE,
+    SOURCE_COLUMNS,
+    connect,
+    ensure_warehouse,
+)
 
 SHARED_MONTHLY_DIR = REPO_ROOT.parent / "shared" / "data" / "hdb_resale" / "monthly"
 SHARED_TOTAL_ROWS = 25_777
@@ -76,7 +82,8 @@ def load_deliveries(
 
 
 def quarantine_rows(warehouse: Path, month: str, source_rows: Sequence[int], rule: str) -> None:
-    """Quarantine rows (CSV lines) of the latest delivery of ``month``, as validate would."""
+    """Quarantine rows (CSV lines) of the latest accepted delivery of ``month``, as validate
+    would."""
     with connect(warehouse) as con:
         con.execute(
             f"""
@@ -84,13 +91,10 @@ def quarantine_rows(warehouse: Path, month: str, source_rows: Sequence[int], rul
             select
                 _load_id, _source, _source_row, month, ?, 'quarantined by a test',
                 now()::timestamp
-            from {RAW_TABLE}
-            where
-                month = ?
-                and _loaded_at = (select max(_loaded_at) from {RAW_TABLE} where month = ?)
-                and list_contains(?, _source_row)
+            from {LATEST_DELIVERIES}
+            where month = ? and list_contains(?, _source_row)
             """,
-            [rule, month, month, list(source_rows)],
+            [rule, month, list(source_rows)],
         )
 
 

@@ -82,7 +82,9 @@ def test_the_floor_builds_the_marts_dbt_builds(shared_monthly: Path, tmp_path: P
             "resale_price_plausible",
             "lease_year_plausible",
             "remaining_lease_format",
+            "no_control_characters",
             "town_known",
+            "identical_rows_share",
         ],
         0,
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import nbformat
+import pandas as pd
 import pytest
 from dagster import (
     AssetKey,
@@ -36,8 +37,11 @@ from dagster_orchestration.run import partition_tags, windows
 from dagster_orchestration.schedules import monthly_refresh, scheduled_months
 from dagster_orchestration.sensors import new_deliveries
 from dagster_orchestration.stages.test import NoTestResults, window_test_results
+from dagster_orchestration.stages.validate import blocking_rules
 from hdb_elt.notebooks import STAGES, stage_path
 from hdb_elt.settings import REPO_ROOT, SettingsError, stage_settings
+from hdb_elt.validation import read_deliveries, record_results, validate_load
+from hdb_elt.warehouse import connect, ensure_warehouse
 
 STAGE_KEYS = ["extract_load", "validate", "transform", "test", "report"]
 SGT = ZoneInfo("Asia/Singapore")
@@ -356,3 +360,39 @@ def test_the_test_checks_read_only_the_dbt_tests_of_their_window(
         window_test_results(window)
     dbt_artifacts(tmp_path / "target", "test", ("2023-01", "2023-12"), "pass")
     assert not dbt_tests(window, "unit").passed  # another window's tests prove nothing
+
+
+def test_the_blocking_check_reads_the_gates_latest_verdict_on_each_month(tmp_path: Path) -> None:
+    """A delivery the gate rejected fails the check until the month's accepted delivery is
+    validated again (the next run, which goes through on it)."""
+    warehouse = tmp_path / "w.duckdb"
+    ensure_warehouse(warehouse)
+    row = {
+        "month": "2023-05", "town": "BEDOK", "flat_type": "4 ROOM", "street_name": "BEDOK RD",
+        "storey_range": "01 TO 03", "floor_area_sqm": "90", "flat_model": "Model A",
+        "lease_commence_date": "1990", "remaining_lease": "66 years", "resale_price": "500000",
+    }  # fmt: skip
+
+    def deliver(load_id: str, loaded_at: str, price: str) -> None:
+        rows = pd.DataFrame([{**row, "block": str(i), "resale_price": price} for i in range(20)])
+        rows = rows.assign(_source="/in/may.csv", _source_row=range(2, 22), _load_id=load_id)
+        with connect(warehouse) as con:
+            con.register("delivered", rows.assign(_loaded_at=datetime.fromisoformat(loaded_at)))
+            con.execute("insert into raw.resale_flat_prices by name select * from delivered")
+
+    def gate() -> None:
+        record_results(warehouse, validate_load(read_deliveries(warehouse, "2023-05", "2023-05"),
+                                                "2023-05", "2023-05"))  # fmt: skip
+
+    window = stage_settings("2023-05", "2023-05", warehouse, tmp_path)
+    deliver("accepted", "2024-01-01", "500000")
+    gate()
+    assert blocking_rules(window).passed
+    deliver("rejected", "2024-02-01", "1")  # every price implausible: blocked, rejected
+    gate()
+    blocked = blocking_rules(window)
+    assert not blocked.passed and blocked.metadata["failing rules"].value == (
+        "quarantine_threshold"
+    )
+    gate()  # the next run validates May's accepted delivery: the rejection is behind it
+    assert blocking_rules(window).passed

@@ -351,8 +351,7 @@ def test_the_model_check_wants_a_description_and_key_tests(scratch: Path) -> Non
 
 def unit_test_yml(rows: list[tuple[str, str]]) -> str:
     given = "\n".join(
-        f'          - {{month: "2023-01", flat_type: "{raw}", _source_row: {i}, '
-        f'_loaded_at: "2024-01-01 00:00:00"}}'
+        f'          - {{month: "2023-01", flat_type: "{raw}", _source_row: {i}}}'
         for i, (raw, _) in enumerate(rows, start=2)
     )
     expect = "\n".join(
@@ -364,7 +363,7 @@ unit_tests:
   - name: test_my_flat_types
     model: stg_hdb__resale_flat_prices
     given:
-      - input: source('hdb', 'resale_flat_prices')
+      - input: source('hdb', 'latest_deliveries')
         rows:
 {given}
       - input: source('audit', 'quarantine')

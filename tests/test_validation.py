@@ -14,7 +14,9 @@ from hdb_elt.validation import (
     THRESHOLD_RULE,
     DataQualityError,
     NothingToValidate,
+    RejectedDeliveriesWarning,
     ValidationBlocked,
+    ValidationReport,
     latest_load_id,
     quarantined_sample,
     raise_if_blocked,
@@ -22,10 +24,12 @@ from hdb_elt.validation import (
     read_load,
     read_window,
     record_results,
+    rejected_partitions,
     rules_table,
     validate_load,
+    withdraw_rejection,
 )
-from hdb_elt.warehouse import connect, ensure_warehouse
+from hdb_elt.warehouse import connect, ensure_warehouse, rejected_deliveries
 
 GOOD_ROW = {
     "month": "2023-05",
@@ -98,7 +102,8 @@ def test_good_rows_pass_every_rule():
         ("resale_price", "", "types_parse", "resale_price '' is not a number"),
         ("lease_commence_date", "19x5", "types_parse", "lease_commence_date '19x5' is not a year"),
         ("flat_type", "6 ROOM", "flat_type_known", "flat_type '6 ROOM' is not a known flat type"),
-        ("flat_type", "4 room", "flat_type_known", "flat_type '4 room' is not a known flat type"),
+        ("flat_type", "4-room", "flat_type_known", "flat_type '4-room' is not a known flat type"),
+        ("flat_type", "MULTIGEN", "flat_type_known", "flat_type 'MULTIGEN' is not a known"),
         ("storey_range", "1 TO 3", "storey_range_format", "does not match 'NN TO NN'"),
         ("storey_range", "06 TO 04", "storey_range_format", "'06 TO 04' runs downwards"),
         ("floor_area_sqm", "5", "floor_area_plausible", "floor_area_sqm '5' is below 20"),
@@ -110,6 +115,10 @@ def test_good_rows_pass_every_rule():
         ("lease_commence_date", "2030", "lease_year_plausible", "'2030' is after 2024"),
         ("remaining_lease", "88 yrs", "remaining_lease_format", "remaining_lease '88 yrs' is not"),
         ("remaining_lease", "88 years 13 months", "remaining_lease_format", "is not"),
+        ("remaining_lease", "88.5", "remaining_lease_format", "remaining_lease '88.5' is not"),
+        ("street_name", "ANG MO KIO\x00AVE 1", "no_control_characters", "U+0000"),
+        ("block", "308\nB", "no_control_characters", "block '308\\nB' holds control"),
+        ("flat_model", "Model A\x7f", "no_control_characters", "U+007F"),
         ("town", "TENGAH", "town_known", "town 'TENGAH' is not a known HDB town"),
         ("town", "", "town_known", "town '' is not a known HDB town"),
     ],
@@ -330,7 +339,8 @@ def test_raise_if_blocked_names_file_line_column_rule_and_what_to_do():
     )
     assert "resale-flat-prices-2023-05.csv line 14, column month: '2023-13'" not in message
     assert "... and 2 more (month_format 7 in all)." in message
-    assert message.endswith("Fix or remove the delivery, then re-run.")
+    assert "audit.rejected_deliveries" in message
+    assert message.endswith("Fix the file and deliver it again (or remove it), then re-run.")
     assert "/deliveries" not in message
     assert raised.value.report is report
     assert issubclass(ValidationBlocked, DataQualityError)
@@ -539,3 +549,116 @@ def test_recorded_results_of_clean_and_failing_months_are_those_of_each_month_al
         expected += [(month, *row) for row in alone.itertuples(index=False, name=None)]
     assert recorded == sorted(expected)
     assert ("2023-02", "town_known", "warning", "warn", 1, 50) in [r[:6] for r in recorded]
+
+
+# --- rejected deliveries ----------------------------------------------------------------------
+
+
+def gate(path: Path, start: str, end: str, **options) -> ValidationReport:
+    """Read, validate and record a window as the validate stage does; return the report."""
+    report = validate_load(read_deliveries(path, start, end), start, end, **options)
+    record_results(path, report)
+    return report
+
+
+def test_a_blocked_delivery_is_rejected_and_its_month_falls_back_to_the_accepted_one(warehouse):
+    load(warehouse, delivery(5, "2023-04", "load-a"), "2024-01-01 00:00:00")
+    load(warehouse, delivery(6, "2023-05", "load-a"), "2024-01-01 00:00:00")
+    assert not gate(warehouse, "2023-04", "2023-05").blocked
+    # May delivered again with an unreadable price: the gate blocks it and records it rejected
+    load(warehouse, at_line(delivery(7, "2023-05", "load-b"), 4, resale_price="n/a"), "2024-02-01")
+    blocked = gate(warehouse, "2023-04", "2023-05")
+    assert blocked.blocked
+
+    with connect(warehouse, read_only=True) as con:
+        rejected = rejected_deliveries(con)
+    assert [(r[0], r[1], r[2]) for r in rejected] == [("load-b", "2023-05", "types_parse")]
+    assert "resale-flat-prices-2023-05.csv line 4" in rejected[0][3]
+    assert "'n/a' is not a number" in rejected[0][3]
+    # April is not rejected: its delivery did nothing wrong
+    rows = read_deliveries(warehouse, "2023-04", "2023-05")
+    assert rows.groupby("month")["_load_id"].unique().map(list).to_dict() == {
+        "2023-04": ["load-a"],
+        "2023-05": ["load-a"],
+    }
+    # validating again passes on May's accepted delivery and records no second rejection
+    assert not gate(warehouse, "2023-04", "2023-05").blocked
+    record_results(warehouse, blocked)  # the same blocked report again: still one rejection
+    with connect(warehouse, read_only=True) as con:
+        assert len(rejected_deliveries(con)) == 1
+
+
+def test_a_month_whose_only_delivery_was_rejected_says_so(warehouse, tmp_path):
+    delivered = tmp_path / "resale-flat-prices-2023-06.csv"
+    delivered.write_text("month\n")
+    rows = delivery(40, "2023-06", "load-z").assign(_source=str(delivered), resale_price="9")
+    load(warehouse, rows, "2024-03-01 00:00:00")
+    assert gate(warehouse, "2023-06", "2023-06").blocked  # every price implausible
+
+    with pytest.raises(NothingToValidate) as raised:
+        read_deliveries(warehouse, "2023-06", "2023-06")
+    message = str(raised.value)
+    assert "2023-06: load load-z (file resale-flat-prices-2023-06.csv, still in" in message
+    assert "by rule quarantine_threshold: 40 of 40 rows (100.0%)" in message
+    assert "Deliver a corrected file" in message
+
+    delivered.unlink()  # the user removes the file, as the gate's message advised
+    with pytest.raises(NothingToValidate, match=r"2023-06\.csv, no longer there\), rejected"):
+        read_window(warehouse, "2023-06", "2023-06")
+
+    # in a window with other months, those are read, and the rejected-only month is named
+    load(warehouse, delivery(5, "2023-05", "load-y"), "2024-03-02 00:00:00")
+    with pytest.warns(RejectedDeliveriesWarning, match=r"2023-06: load load-z") as warned:
+        rows = read_deliveries(warehouse, "2023-05", "2023-06")
+    assert set(rows["month"]) == {"2023-05"}
+    assert "Some months of 2023-05..2023-06 have no accepted delivery" in str(warned[0].message)
+
+    # a rejection taken back (say, to accept the rows with a higher threshold) is read again
+    assert withdraw_rejection(warehouse, "load-z", "2023-06") == 1
+    assert not gate(warehouse, "2023-06", "2023-06", max_quarantine_fraction=1).blocked
+
+
+def test_rejected_partitions_name_each_blocked_month_and_its_first_failure():
+    may = at_line(
+        at_line(delivery(50, "2023-05", "load-b"), 9, resale_price="x"), 3, month="2023-13"
+    )
+    june = delivery(50, "2023-06", "load-b")
+    july = delivery(50, "2023-07", "load-c").assign(resale_price="1")  # over the threshold
+    august = delivery(50, "2023-08", "load-d")
+    report = validate_load(pd.concat([may, june, july, august]), "2023-01", "2023-12")
+
+    found = rejected_partitions(report)
+    assert list(zip(found["_load_id"], found["month"], found["rule"], strict=True)) == [
+        # the stray 2023-13 row condemns every month of its load (it belongs to none)
+        ("load-b", "2023-05", "month_format"),
+        ("load-b", "2023-06", "month_format"),
+        ("load-c", "2023-07", THRESHOLD_RULE),
+        ("load-b", "2023-13", "month_format"),
+    ]
+    details = dict(zip(found["month"], found["detail"], strict=True))
+    assert details["2023-05"].startswith("resale-flat-prices-2023-05.csv line 3, month '2023-13'")
+    assert details["2023-05"].endswith("(and 1 more)")  # line 9's price
+    assert "50 of 50 rows (100.0%)" in details["2023-07"]
+    assert rejected_partitions(validate_load(august, "2023-01", "2023-12")).empty
+
+
+# --- copy-paste accidents and normalised spellings -----------------------------------------
+
+
+def test_a_file_concatenated_with_itself_warns_naming_the_share():
+    once = delivery(100)
+    twice = pd.concat([once, once.assign(_source_row=once["_source_row"] + 100)])
+    report = validate_load(twice, "2023-01", "2023-12")
+
+    row = result(report, "identical_rows_share")
+    assert (row["status"], row["failing_rows"]) == ("warn", 100)  # the second copy's rows
+    assert not report.blocked and report.quarantined.empty  # kept: identical rows are sales
+    detail = report.failures.loc[report.failures["rule"] == "identical_rows_share", "detail"]
+    assert detail.iloc[0].startswith(
+        "month 2023-05: 100.0% of the delivery's rows have an identical twin, more than 50%"
+    )
+    # a few twins, as the real data has, are counted, not warned about
+    few = pd.concat([once, once.head(3).assign(_source_row=[102, 103, 104])])
+    assert result(validate_load(few, "2023-01", "2023-12"), "identical_rows_share")["status"] == (
+        "pass"
+    )

@@ -10,20 +10,19 @@ from dagster_orchestration.metadata import markdown_table
 from dagster_orchestration.notebooks import stage_asset
 from hdb_elt.extract_load import source_name
 from hdb_elt.settings import Settings
-from hdb_elt.warehouse import RAW_TABLE, query_df
+from hdb_elt.warehouse import LATEST_DELIVERIES, ensure_latest_deliveries, query_df
 
 
 def latest_deliveries(settings: Settings):
-    """Per month of the window: the latest delivery's load id, file, rows and load time."""
+    """Per month of the window: the latest accepted delivery's load id, file, rows and load
+    time (``raw.latest_deliveries``)."""
+    ensure_latest_deliveries(settings.warehouse_path)
     frame = query_df(
         settings.warehouse_path,
-        f"""with latest as (
-                select * from {RAW_TABLE} where month between ? and ?
-                qualify _loaded_at = max(_loaded_at) over (partition by month)
-            )
-            select month, _load_id as load_id, min(_source) as source, count(*) as rows,
+        f"""select month, _load_id as load_id, min(_source) as source, count(*) as rows,
                 min(_loaded_at) as loaded_at
-            from latest group by month, _load_id order by month""",
+            from {LATEST_DELIVERIES} where month between ? and ?
+            group by month, _load_id order by month""",
         [str(settings.start_month), str(settings.end_month)],
     )
     frame["source"] = frame["source"].map(source_name)

@@ -21,22 +21,45 @@ from dagster_orchestration.resources import HdbSettings
 from dagster_orchestration.stages.extract_load import extract_load, latest_deliveries
 from hdb_elt.settings import Settings
 from hdb_elt.validation import DEFAULT_MAX_QUARANTINE_FRACTION
-from hdb_elt.warehouse import RAW_TABLE, query_df
+from hdb_elt.warehouse import (
+    LATEST_DELIVERIES,
+    REJECTED_DELIVERIES,
+    ensure_latest_deliveries,
+    query_df,
+)
 
 ROW_LEVEL = ("quarantine", "warning")
 
 
 def window_results(settings: Settings) -> pd.DataFrame:
-    """``audit.validation_results`` of the latest delivery of each month of the window."""
+    """``audit.validation_results`` of the gate's latest verdict on each month of the window:
+    the latest accepted delivery (``raw.latest_deliveries``), and a delivery the gate rejected
+    since that one was last validated (so a blocked run's checks show the rejection, and the
+    next run that passes on the accepted delivery no longer does)."""
+    ensure_latest_deliveries(settings.warehouse_path)
     return query_df(
         settings.warehouse_path,
-        f"""with latest as (
-                select distinct month, _load_id from {RAW_TABLE} where month between ? and ?
-                qualify _loaded_at = max(_loaded_at) over (partition by month)
+        f"""with accepted as (
+                select distinct month, _load_id from {LATEST_DELIVERIES}
+                where month between $1 and $2
+            ),
+            last_validated as (
+                select a.month, max(v.validated_at) as validated_at
+                from accepted a
+                join audit.validation_results v on v._load_id = a._load_id and v.month = a.month
+                group by a.month
+            ),
+            shown as (
+                select month, _load_id from accepted
+                union
+                select r.month, r._load_id from {REJECTED_DELIVERIES} r
+                left join last_validated l on l.month = r.month
+                where r.month between $1 and $2
+                    and (l.validated_at is null or r.rejected_at >= l.validated_at)
             )
             select v.month, v.rule, v.severity, v.status, v.failing_rows, v.checked_rows
             from audit.validation_results v
-            join latest l on v._load_id = l._load_id and v.month is not distinct from l.month
+            join shown s on v._load_id = s._load_id and v.month is not distinct from s.month
             order by v.month, v.severity, v.rule""",
         [str(settings.start_month), str(settings.end_month)],
     )
@@ -107,7 +130,8 @@ def row_rules(window: Settings) -> AssetCheckResult:
     asset=validate,
     blocking=True,
     description="No blocking rule failed and every month with a delivery was validated "
-    "(audit.validation_results of the latest delivery of each month).",
+    "(audit.validation_results of the latest accepted delivery of each month, and of a "
+    "delivery rejected since).",
 )
 def blocking_rules_pass(
     context: AssetCheckExecutionContext, settings: HdbSettings

@@ -32,8 +32,9 @@
     A SQL predicate on month_key choosing the months this run (re)builds in an incremental
     model that carries month_key and _loaded_at:
     - with a window in --vars: exactly the window's months;
-    - otherwise, on an incremental run: every month whose latest raw delivery is newer than
-      the one the model holds, or that the model does not hold at all;
+    - otherwise, on an incremental run: every month whose latest accepted delivery
+      (raw.latest_deliveries) is not the one the model holds (newer, or older when the newest
+      was rejected), or that the model does not hold at all;
     - otherwise (first build, --full-refresh): every month. A window with --full-refresh is
       refused: the rebuilt table would lose every month outside the window.
     The model's select and the replace_months strategy's delete both use it, so the months
@@ -55,11 +56,11 @@
         month_key in (
             select deliveries.month_key
             from (
-                select
+                -- one load per month in the view: every row of a month has its _loaded_at
+                select distinct
                     trim(month) as month_key,
-                    max(_loaded_at) as _loaded_at
-                from {{ source('hdb', 'resale_flat_prices') }}
-                group by 1
+                    _loaded_at
+                from {{ source('hdb', 'latest_deliveries') }}
             ) as deliveries
             left join (
                 select
@@ -69,7 +70,7 @@
                 group by 1
             ) as built
                 on deliveries.month_key = built.month_key
-            where built._loaded_at is null or deliveries._loaded_at > built._loaded_at
+            where deliveries._loaded_at is distinct from built._loaded_at
         )
     {%- else -%}
         true

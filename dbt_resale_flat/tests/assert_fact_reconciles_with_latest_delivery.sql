@@ -1,12 +1,12 @@
--- Per month: rows in the fact = rows in the month's latest raw delivery minus its quarantined
--- rows. Computed from raw and audit directly, not from staging, so a bug in staging or in the
--- incremental logic (a stale, duplicated, missing or extra row) shows here. Returns the months
--- that disagree.
+-- Per month: rows in the fact = rows in the month's latest accepted delivery
+-- (raw.latest_deliveries) minus its quarantined rows. Computed from the view and audit
+-- directly, not from staging, so a bug in staging or in the incremental logic (a stale,
+-- duplicated, missing or extra row) shows here. Returns the months that disagree.
 
 with
 
-source as (
-    select * from {{ source('hdb', 'resale_flat_prices') }}
+latest_delivery as (
+    select * from {{ source('hdb', 'latest_deliveries') }}
 ),
 
 quarantine as (
@@ -15,14 +15,6 @@ quarantine as (
 
 fact as (
     select * from {{ ref('fct_resale_transactions') }}
-),
-
-latest_loads as (
-    select
-        trim(month) as month_key,
-        max(_loaded_at) as latest_loaded_at
-    from source
-    group by 1
 ),
 
 quarantined_rows as (
@@ -36,18 +28,14 @@ quarantined_rows as (
 
 expected as (
     select
-        latest_loads.month_key,
+        trim(latest_delivery.month) as month_key,
         count(*) filter (where quarantined_rows._load_id is null) as expected_rows
-    from source
-    inner join latest_loads
-        on
-            trim(source.month) = latest_loads.month_key
-            and source._loaded_at = latest_loads.latest_loaded_at
+    from latest_delivery
     left join quarantined_rows
         on
-            source._load_id = quarantined_rows._load_id
-            and source._source = quarantined_rows._source
-            and source._source_row = quarantined_rows._source_row
+            latest_delivery._load_id = quarantined_rows._load_id
+            and latest_delivery._source = quarantined_rows._source
+            and latest_delivery._source_row = quarantined_rows._source_row
     group by 1
 ),
 

@@ -237,17 +237,18 @@ def failed_runs_quiet(ws: Workspace) -> list[FailedRun]:
 
 
 def _blocking_result(ws: Workspace) -> tuple[str | None, int | None]:
-    """The blocking rule that failed for the bad month's latest delivery, and the rows that broke
-    row-level rules (what the quarantine threshold counts)."""
+    """The blocking rule that failed for the bad month's rejected delivery (the gate records
+    it in audit.rejected_deliveries), and the rows that broke row-level rules (what the
+    quarantine threshold counts)."""
     found = ws.query(
         """
-        with latest as (
-            select distinct _load_id from raw.resale_flat_prices where month = ?
-            qualify _loaded_at = max(_loaded_at) over ()
+        with rejected as (
+            select _load_id from audit.rejected_deliveries where month = ?
+            order by rejected_at desc limit 1
         )
         select rule, failing_rows from audit.validation_results
         where month = ? and severity = 'blocking' and status = 'fail'
-            and _load_id in (select _load_id from latest)
+            and _load_id in (select _load_id from rejected)
         order by rule
         """,
         [BAD, BAD],

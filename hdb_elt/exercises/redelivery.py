@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from hdb_elt.exercises.workspace import EXERCISES, CheckResult, Workspace
-from hdb_elt.warehouse import query_df
+from hdb_elt.warehouse import LATEST_DELIVERIES, query_df
 
 EXERCISE = EXERCISES["04_redeliver_a_month"]
 MONTH = "2023-02"
@@ -106,7 +106,7 @@ def _truth(ws: Workspace) -> dict:
         [MONTH],
     )
     latest = ws.query(
-        f"select _load_id from {RAW} where month = ? order by _loaded_at desc limit 1", [MONTH]
+        f"select distinct _load_id from {LATEST_DELIVERIES} where month = ?", [MONTH]
     )["_load_id"].iloc[0]
     built = set(loads.loc[loads["month_key"] == MONTH, "_load_id"]) == {latest}
     return {

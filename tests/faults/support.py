@@ -28,6 +28,7 @@ from hdb_elt.settings import Settings, load_settings
 from hdb_elt.transform import build_models
 from hdb_elt.validation import (
     DEFAULT_MAX_QUARANTINE_FRACTION,
+    NothingToValidate,
     ValidationBlocked,
     ValidationReport,
     raise_if_blocked,
@@ -35,7 +36,12 @@ from hdb_elt.validation import (
     record_results,
     validate_load,
 )
-from hdb_elt.warehouse import SOURCE_COLUMNS, WarehouseLockedError
+from hdb_elt.warehouse import (
+    LATEST_DELIVERIES,
+    SOURCE_COLUMNS,
+    WarehouseLockedError,
+    rejected_deliveries,
+)
 
 # Differ from one load to the next by design (ids, times), or name a local path.
 LOAD_COLUMNS = ("_load_id", "_loaded_at")
@@ -135,7 +141,12 @@ class Pipeline:
             extract = run_extract_load(settings, log_dir=self.log_dir)
         except (ExtractLoadError, WarehouseLockedError) as error:
             return Outcome("extract-load", str(error))
-        rows = read_deliveries(settings.warehouse_path, settings.start_month, settings.end_month)
+        try:
+            rows = read_deliveries(
+                settings.warehouse_path, settings.start_month, settings.end_month
+            )
+        except NothingToValidate as error:
+            return Outcome("validate", str(error), extract)
         report = validate_load(
             rows,
             settings.start_month,
@@ -286,7 +297,25 @@ def meltano_state(pipeline: Pipeline) -> dict[str, dict]:
     }
 
 
+def rejected(warehouse: Path) -> list[tuple[str, str, str]]:
+    """(load id, month, rule) of every delivery the gate rejected, oldest first."""
+    with _connect(warehouse) as con:
+        return [row[:3] for row in rejected_deliveries(con)]
+
+
+def accepted_counts(warehouse: Path) -> dict[str, int]:
+    """Rows per month of the latest accepted deliveries (the view downstream reads)."""
+    with _connect(warehouse) as con:
+        return dict(
+            con.execute(
+                f"select month, count(*) from {LATEST_DELIVERIES} group by all order by 1"
+            ).fetchall()
+        )
+
+
 def latest_counts(warehouse: Path) -> dict[str, int]:
+    """Rows per month of the latest delivery that landed, accepted or not (what Meltano's
+    state records)."""
     with _connect(warehouse) as con:
         return dict(
             con.execute(

@@ -27,6 +27,7 @@ from faults.support import (
     LOAD_COLUMNS,
     Outcome,
     Pipeline,
+    accepted_counts,
     delivered_values,
     delivery_name,
     fact_checksums_by_month,
@@ -36,10 +37,12 @@ from faults.support import (
     meltano_state,
     raw_snapshot,
     read_csv,
+    rejected,
     set_column,
     state_matches_raw,
     write_csv,
 )
+from hdb_elt.validation import withdraw_rejection
 
 pytestmark = pytest.mark.slow
 
@@ -184,6 +187,12 @@ def second_copy(folder: Path, shared: Path) -> list[Path]:
     )
 
 
+def concatenated_with_itself(folder: Path, shared: Path) -> list[Path]:
+    # A copy-paste accident: the whole file, then its rows once more.
+    text = text_of(shared)
+    return write_text(folder, MARCH, text + text.split("\n", 1)[1])
+
+
 def two_percent_bad_prices(folder: Path, shared: Path) -> list[Path]:
     return edited(("resale_price", "1", BAD_PRICE_LINES))(folder, shared)
 
@@ -273,6 +282,25 @@ CASES = [
          "quarantine)",
          "2 quarantined"),
         quarantined=frozenset({(14, "floor_area_plausible"), (15, "floor_area_plausible")}),
+    ),
+    Case(
+        "a NUL and a line break inside values",
+        edited(("street_name", "ANG MO KIO\x00AVE 1", [14]), ("block", "308\nB", [15])),
+        QUARANTINED,
+        (f"{MARCH} line 14: street_name 'ANG MO KIO\\x00AVE 1' holds control character(s) "
+         "U+0000 (rule no_control_characters, quarantine)",
+         f"{MARCH} line 15: block '308\\nB' holds control character(s) U+000A",
+         "2 quarantined"),
+        quarantined=frozenset({(14, "no_control_characters"), (15, "no_control_characters")}),
+    ),
+    Case(
+        "a file concatenated with itself",
+        concatenated_with_itself,
+        LOADED,
+        (f"{MARCH} line 2279: month 2023-03: 100.0% of the delivery's rows have an identical "
+         "twin, more than 50% (a file concatenated with itself?)",
+         "(rule identical_rows_share, warning)", "1 warning(s), passed"),
+        dbt_tests=True,
     ),
     Case(
         "month 2023-13",
@@ -421,8 +449,13 @@ def test_a_bad_delivery_is_named_and_the_next_good_one_goes_through(
     state_matches_raw(pipeline)  # the state claims exactly what landed
 
     if case.outcome == BLOCKED:
-        # The gate's remedy for rows judged acceptable: a higher threshold lets the month
-        # through with the implausible rows quarantined.
+        # The blocked delivery is rejected: never again its month's latest, so a higher
+        # threshold alone does not bring it back ...
+        assert rejected(warehouse) == [(outcome.extract.load_id, "2023-03", "quarantine_threshold")]
+        assert "2023-03" not in accepted_counts(warehouse)
+        # ... the gate's remedy for rows judged acceptable: take the rejection back, and a
+        # higher threshold lets the month through with the implausible rows quarantined.
+        assert withdraw_rejection(warehouse, outcome.extract.load_id, "2023-03") == 1
         lenient = pipeline.run(max_quarantine_fraction=0.05)
         assert lenient.stage is None, lenient.message
         assert quarantined(warehouse, outcome.extract.load_id) == case.quarantined

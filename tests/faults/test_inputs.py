@@ -80,6 +80,8 @@ _SQL_RE = re.compile(r"\b(select|insert|delete|create|alter|drop|update)\b", re.
 SQL_INTERPOLATIONS = {
     # Module constants naming the project's own tables.
     "RAW_TABLE": "constant",
+    "LATEST_DELIVERIES": "constant (the view of the latest accepted deliveries)",
+    "REJECTED_DELIVERIES": "constant",
     "FACT_TABLE": "constant",
     "FACT": "constant",
     "RAW": "constant",

@@ -1,5 +1,5 @@
 -- One row per resale transaction, built month by month. A run rebuilds whole months
--- (months_to_rebuild): by default every month with a newer raw delivery, or exactly the
+-- (months_to_rebuild): by default every month whose latest accepted delivery changed, or exactly the
 -- --vars start_month..end_month window. The replace_months strategy deletes those months
 -- before inserting them again, so a re-delivered month never keeps stale or duplicated rows
 -- and the other months are not touched.
@@ -12,8 +12,8 @@
     )
 }}
 
--- months_to_rebuild reads the raw deliveries on incremental runs:
--- depends_on: {{ source('hdb', 'resale_flat_prices') }}
+-- months_to_rebuild reads the latest accepted deliveries on incremental runs:
+-- depends_on: {{ source('hdb', 'latest_deliveries') }}
 
 with
 

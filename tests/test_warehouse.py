@@ -1,0 +1,99 @@
+"""Tests of the warehouse's own definitions (hdb_elt.warehouse): the view of the latest
+accepted deliveries, and that warehouses made before it get it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from hdb_elt.validation import read_deliveries
+from hdb_elt.warehouse import (
+    _DDL,
+    LATEST_DELIVERIES,
+    RAW_TABLE,
+    REJECTED_DELIVERIES,
+    SOURCE_COLUMNS,
+    connect,
+    ensure_warehouse,
+    has_latest_deliveries,
+    rejected_deliveries,
+)
+
+
+def add_load(path: Path, load_id: str, loaded_at: str, months: dict[str, int]) -> None:
+    """A committed load of ``months`` ({month: rows}), every value a placeholder."""
+    with connect(path) as con:
+        for month, rows in months.items():
+            for line in range(2, rows + 2):
+                values = [month if c == "month" else f"{c}-{line}" for c in SOURCE_COLUMNS]
+                con.execute(
+                    f"insert into {RAW_TABLE} values ({', '.join('?' * 15)})",
+                    [*values, f"/in/{month}.csv", line, load_id, datetime.fromisoformat(loaded_at)],
+                )
+
+
+def reject(path: Path, load_id: str, month: str) -> None:
+    with connect(path) as con:
+        con.execute(
+            f"insert into {REJECTED_DELIVERIES} values (?, ?, 'types_parse', 'a test', now())",
+            [load_id, month],
+        )
+
+
+def latest(path: Path) -> dict[str, tuple[str, int]]:
+    with connect(path, read_only=True) as con:
+        rows = con.execute(
+            f"select month, any_value(_load_id), count(*), count(distinct _load_id) "
+            f"from {LATEST_DELIVERIES} group by month order by month"
+        ).fetchall()
+    assert all(loads == 1 for *_, loads in rows)  # one delivery per month
+    return {month: (load_id, count) for month, load_id, count, _ in rows}
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Path:
+    path = tmp_path / "w.duckdb"
+    ensure_warehouse(path)
+    return path
+
+
+def test_the_view_is_each_months_latest_delivery_that_was_not_rejected(warehouse):
+    add_load(warehouse, "a", "2024-01-01", {"2023-01": 3, "2023-02": 2})
+    add_load(warehouse, "b", "2024-02-01", {"2023-02": 4, "2023-03": 1})
+    assert latest(warehouse) == {"2023-01": ("a", 3), "2023-02": ("b", 4), "2023-03": ("b", 1)}
+
+    add_load(warehouse, "c", "2024-03-01", {"2023-02": 5, "2023-03": 6})
+    reject(warehouse, "c", "2023-02")  # c's February rejected, its March not
+    assert latest(warehouse) == {"2023-01": ("a", 3), "2023-02": ("b", 4), "2023-03": ("c", 6)}
+    reject(warehouse, "b", "2023-02")  # back to the first delivery
+    assert latest(warehouse)["2023-02"] == ("a", 2)
+    reject(warehouse, "a", "2023-01")  # nothing accepted left: the month is absent
+    assert "2023-01" not in latest(warehouse)
+
+    with connect(warehouse, read_only=True) as con:
+        view = [d[0] for d in con.execute(f"select * from {LATEST_DELIVERIES} limit 0").description]
+        raw = [d[0] for d in con.execute(f"select * from {RAW_TABLE} limit 0").description]
+        assert view == raw
+        assert [r[:2] for r in rejected_deliveries(con, "2023-02")] == [
+            ("c", "2023-02"),
+            ("b", "2023-02"),
+        ]
+
+
+def test_a_warehouse_made_before_the_view_gets_it_when_a_stage_reads_it(tmp_path):
+    old = tmp_path / "old.duckdb"
+    with connect(old) as con:  # the DDL as it was: no rejected deliveries, no view
+        for statement in _DDL:
+            if REJECTED_DELIVERIES not in statement and LATEST_DELIVERIES not in statement:
+                con.execute(statement)
+    add_load(old, "a", "2024-01-01", {"2023-05": 3})
+    assert not has_latest_deliveries(old)
+
+    rows = read_deliveries(old, "2023-05", "2023-05")
+
+    assert len(rows) == 3
+    assert has_latest_deliveries(old)
+    with connect(old, read_only=True) as con:
+        assert rejected_deliveries(con) == []
