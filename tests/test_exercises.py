@@ -580,3 +580,35 @@ def test_a_solved_exercise_changes_nothing_outside_its_workspace(
 
 def test_the_solutions_folder_holds_one_solution_per_exercise() -> None:
     assert sorted(p.stem for p in SOLUTIONS_DIR.glob("*.ipynb")) == sorted(EXERCISES)
+
+
+def run_all_in_one_kernel(path: Path, times: int) -> list[str]:
+    """Execute a notebook ``times`` times in one kernel, as a learner pressing Run All again
+    and again; the text its last cell printed each time (or the error it raised)."""
+    from nbclient import NotebookClient
+
+    verdicts = []
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook, kernel_name=KERNEL, timeout=600, resources={"metadata": {"path": str(path.parent)}}
+    )
+    with client.setup_kernel():
+        for _ in range(times):
+            for index, cell in enumerate(notebook.cells):
+                if cell.cell_type == "code":
+                    cell.outputs = []
+                    client.execute_cell(cell, index)  # raises CellExecutionError on an error
+            verdicts.append("".join(o.get("text", "") for o in code_cells(notebook)[-1].outputs))
+    return verdicts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["01_add_a_validation_rule", "04_redeliver_a_month"])
+def test_a_solution_passes_on_every_run_all_in_one_kernel(scratch: Path, name: str) -> None:
+    """Each Run All starts the exercise over from the reference state, whatever the run before
+    it left in the workspace (it once rebuilt that state from the broken delivery)."""
+    verdicts = run_all_in_one_kernel(solution_path(name), times=3)
+    assert len(verdicts) == 3
+    for verdict in verdicts:
+        assert "checks pass. Well done!" in verdict, verdict
+    assert len(set(verdicts)) == 1, verdicts
