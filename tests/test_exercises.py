@@ -9,6 +9,7 @@ the exercise notebooks with papermill as a learner's "Run All" would.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -60,9 +61,44 @@ def code_cells(notebook) -> list:
     return [cell for cell in notebook.cells if cell.cell_type == "code"]
 
 
+def committed_exercise(name: str, folder: Path, path: Path | None = None) -> Path:
+    """The exercise as committed, unexecuted. A learner who did the exercise and saved it (as
+    the learner guide says) has outputs and answers in the file: then git's committed copy is
+    written into ``folder`` and tested instead, so saved work never fails the tests."""
+    path = path or exercise_path(name)
+    notebook = nbformat.read(path, as_version=4)
+    if not any(cell.get("outputs") for cell in code_cells(notebook)):
+        return path
+    relative = exercise_path(name).relative_to(REPO_ROOT).as_posix()
+    shown = subprocess.run(
+        ["git", "show", f"HEAD:{relative}"], cwd=REPO_ROOT, capture_output=True, check=True
+    )
+    copy = folder / "committed" / path.name
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(shown.stdout)
+    return copy
+
+
+def test_saved_learner_work_is_not_tested_as_the_exercise(tmp_path: Path) -> None:
+    assert committed_exercise("01", tmp_path) == exercise_path("01")  # committed: no outputs
+    saved = nbformat.read(exercise_path("01"), as_version=4)
+    todo = next(c for c in saved.cells if TODO_TAG in c.metadata.get("tags", []))
+    todo.source = "new_rule = 'my answer'"
+    for cell in code_cells(saved):
+        cell.outputs = [nbformat.v4.new_output("stream", text="done\n")]
+    nbformat.write(saved, tmp_path / "saved.ipynb")
+    tested = nbformat.read(committed_exercise("01", tmp_path, tmp_path / "saved.ipynb"), 4)
+    assert not any(cell.get("outputs") for cell in code_cells(tested))
+    assert (
+        "# TODO" in next(c for c in tested.cells if TODO_TAG in c.metadata.get("tags", [])).source
+    )
+
+
 @pytest.mark.parametrize("name", list(EXERCISES))
-def test_an_exercise_and_its_solution_differ_only_in_the_todo_cells(name: str) -> None:
-    unsolved = nbformat.read(exercise_path(name), as_version=4)
+def test_an_exercise_and_its_solution_differ_only_in_the_todo_cells(
+    name: str, tmp_path: Path
+) -> None:
+    unsolved = nbformat.read(committed_exercise(name, tmp_path), as_version=4)
     solved = nbformat.read(solution_path(name), as_version=4)
     assert len(unsolved.cells) == len(solved.cells)
     todo = 0
@@ -231,7 +267,7 @@ def run_notebook(path: Path, output: Path) -> PapermillExecutionError | None:
 def test_an_unsolved_exercise_fails_its_self_check_saying_what_is_missing(
     scratch: Path, tmp_path: Path, name: str
 ) -> None:
-    error = run_notebook(exercise_path(name), tmp_path / f"{name}.ipynb")
+    error = run_notebook(committed_exercise(name, tmp_path), tmp_path / f"{name}.ipynb")
     assert error is not None, f"{name}: the unsolved self-check passed"
     assert error.ename == "NotDoneYet", f"{name} stopped early: {error.ename}: {error.evalue}"
     # Everything up to the self-check ran: it is the last code cell that failed.
@@ -590,7 +626,10 @@ def run_all_in_one_kernel(path: Path, times: int) -> list[str]:
     verdicts = []
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        notebook, kernel_name=KERNEL, timeout=600, resources={"metadata": {"path": str(path.parent)}}
+        notebook,
+        kernel_name=KERNEL,
+        timeout=600,
+        resources={"metadata": {"path": str(path.parent)}},
     )
     with client.setup_kernel():
         for _ in range(times):
