@@ -286,6 +286,11 @@ def test_a_twelve_month_backfill_runs_one_at_a_time_and_equals_make_run(
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "25,777 sales" in completed.stdout
+    # Each stage was said as it started and ended, before the run's summary.
+    summary = completed.stdout.index("): success in")
+    for key in STAGE_KEYS:
+        assert completed.stdout.index(f"  {key:<13} running...") < summary
+        assert completed.stdout.index(f"  {key:<13} success ") < summary
     # 2023-01..03 ran twice (the tests before materialized them): still equal.
     assert mart_checksums(dagster_dev.warehouse) == mart_checksums(
         plain / "warehouse" / "hdb_resale.duckdb"
