@@ -80,6 +80,7 @@ def windows(settings: Settings, per_month: bool) -> list[tuple[str, str]]:
 
 
 PROGRESS_TAG = "hdb/progress"
+RUNNING = "running..."
 
 
 class StageProgress:
@@ -142,7 +143,7 @@ class StageProgress:
             return
         elif kind == "STEP_START":
             self.started[step] = timestamp
-            self.out(f"  {step:<13} running...")
+            self.out(f"  {step:<13} {RUNNING}")
         else:
             status = "success" if kind == "STEP_SUCCESS" else "FAILED"
             seconds = timestamp - self.started.get(step, timestamp)

@@ -536,6 +536,7 @@ def test_a_backfill_of_the_failing_month_alone_is_not_enough(scratch: Path, caps
             quarantined_rows=109,
         )
     shown = capsys.readouterr().out
+    assert "2023-04: extract_load ...\n2023-04: validate ...\n2023-04: FAILED\n" in shown
     assert "2023-04: FAILED\n  extract_load  success" in shown
     assert "(Dagster gave this run: start_month = '2023-04', end_month = '2023-04')" in shown
     assert (
@@ -545,6 +546,39 @@ def test_a_backfill_of_the_failing_month_alone_is_not_enough(scratch: Path, caps
         "no run of 2023-03 in the workspace's Dagster instance: the backfill must cover the "
         "months just delivered."
     ]
+
+
+def test_the_backfill_check_teaches_blocking_versus_quarantine(monkeypatch) -> None:
+    from hdb_elt.exercises import dagster_backfill
+
+    ran = dagster_backfill.FailedRun("2023-04", "validate", Path("02_validate.ipynb"))
+    truth = {
+        "runs": {"2023-03": 1, "2023-04": 1},
+        "materialized": {asset: {"2023-03"} for asset in dagster_backfill.STAGE_ASSETS},
+        "failed": [ran],
+        "blocking_rule": "quarantine_threshold",
+        "quarantined_rows": 109,
+    }
+    monkeypatch.setattr(dagster_backfill, "_truth", lambda ws: truth)
+    answers = {
+        "backfill_months": ["2023-03", "2023-04"],
+        "failed_month": "2023-04",
+        "failed_stage": "validate",
+        "quarantined_rows": 109,
+    }
+    wrong = dagster_backfill.check_backfill(None, **answers, blocking_rule="resale_price_plausible")
+    assert wrong.missing == ["blocking_rule = 'resale_price_plausible' is not right."]
+    assert "a quarantine rule (resale_price_plausible) sets bad rows aside" in wrong.hints[0]
+    assert "only a blocking rule stops a run" in wrong.hints[0]
+    stage = dagster_backfill.check_backfill(
+        None, **{**answers, "failed_stage": "transform"}, blocking_rule="quarantine_threshold"
+    )
+    assert "Bad rows are caught by validation, before anything is built" in stage.hints[0]
+    right = dagster_backfill.check_backfill(None, **answers, blocking_rule="quarantine_threshold")
+    assert right.passed
+    assert "Quarantine keeps a month going without its bad rows; blocking stops the month" in str(
+        right
+    )
 
 
 def test_a_stage_is_named_with_or_without_its_number() -> None:
