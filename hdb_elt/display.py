@@ -14,16 +14,16 @@ import pandas as pd
 from IPython.display import Markdown
 
 
-def _number(value: object) -> object:
-    if isinstance(value, bool) or value is None or value is pd.NA:
-        return value
-    if isinstance(value, float) and value != value:  # NaN
-        return ""
-    if isinstance(value, int | float) and float(value).is_integer():
-        return f"{int(value):,}"
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    return value
+def _numbers(series: pd.Series) -> pd.Series:
+    """A numeric column as text: whole numbers if every value is whole (``282,000``), else
+    every value with two decimals (``6,440.00`` beside ``6,068.18``)."""
+    values = series.astype(object)
+    present = [v for v in values if v is not None and v is not pd.NA and v == v]
+    whole = all(float(v).is_integer() for v in present)
+    pattern = "{:,.0f}" if whole else "{:,.2f}"
+    return values.map(
+        lambda v: "" if v is None or v is pd.NA or v != v else pattern.format(float(v))
+    )
 
 
 def readable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -35,7 +35,7 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_bool_dtype(series):
             continue
         if pd.api.types.is_numeric_dtype(series) and not _is_year(str(column)):
-            shown[column] = series.astype(object).map(_number)
+            shown[column] = _numbers(series)
         elif pd.api.types.is_datetime64_any_dtype(series):
             shown[column] = series.dt.strftime("%Y-%m-%d")
     return shown

@@ -13,6 +13,7 @@ def test_numbers_read_as_people_write_them() -> None:
     frame = pd.DataFrame(
         {
             "median_price": [282000.0, 4952.375],
+            "price_per_sqm": [6440.0, 6068.18],
             "transactions": [2552, 3],
             "lease_commence_date": [1978, 2001],
             "month": pd.to_datetime(["2023-01-01", "2023-02-01"]),
@@ -20,7 +21,8 @@ def test_numbers_read_as_people_write_them() -> None:
         }
     )
     shown = readable(frame)
-    assert shown["median_price"].tolist() == ["282,000", "4,952.38"]
+    assert shown["median_price"].tolist() == ["282,000.00", "4,952.38"]
+    assert shown["price_per_sqm"].tolist() == ["6,440.00", "6,068.18"]  # one column, one format
     assert shown["transactions"].tolist() == ["2,552", "3"]
     assert shown["lease_commence_date"].tolist() == [1978, 2001]
     assert shown["month"].tolist() == ["2023-01-01", "2023-02-01"]
