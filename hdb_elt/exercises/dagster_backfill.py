@@ -200,7 +200,9 @@ def _output_text(output) -> str:
         return f"{output['ename']}: {output['evalue']}"
     if output.get("output_type") == "stream":
         return output.get("text", "")
-    return output.get("data", {}).get("text/plain", "")
+    data = output.get("data", {})
+    text = data.get("text/markdown") or data.get("text/plain", "")  # a table shown as markdown
+    return "".join(text) if isinstance(text, list) else text
 
 
 def _indent(text: str, max_lines: int) -> str:
