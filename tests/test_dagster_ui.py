@@ -212,17 +212,21 @@ def test_a_partition_launched_through_graphql_succeeds_and_the_ui_shows_it(
             page.wait_for_timeout(3000)  # the run's timeline draws its steps one by one
             page.screenshot(path=ARTIFACTS / "run.png")
 
-            # The asset's page: its latest materialization's "View Notebook" opens the notebook.
+            # The asset's page: its latest materialization links the executed notebook, and
+            # one click opens it (the UI's own notebook page, in a new tab).
             page.goto(f"{dagster_dev.url}/assets/validate")
-            view = page.get_by_role("button", name="View Notebook")
-            expect(view.first).to_be_visible(timeout=60_000)
-            view.first.click()
-            notebook = page.frame_locator("iframe").first
+            link = page.get_by_role("link", name="/notebook?path=").first
+            expect(link).to_be_visible(timeout=60_000)
+            page.screenshot(path=ARTIFACTS / "asset-page.png")
+            with context.expect_page() as opened:
+                link.click()
+            notebook = opened.value
             expect(notebook.get_by_text("window 2023-01..2023-01").first).to_be_visible(
                 timeout=60_000
             )
-            expect(notebook.get_by_text("_reconstitute_job_context")).to_have_count(0)
-            page.screenshot(path=ARTIFACTS / "view-notebook.png")
+            assert "02_validate.ipynb" in notebook.url
+            assert "_reconstitute_job_context" not in notebook.content()
+            notebook.screenshot(path=ARTIFACTS / "executed-notebook.png")
         finally:
             context.close()
     assert (ARTIFACTS / "asset-graph.png").stat().st_size > 0
