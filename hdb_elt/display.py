@@ -26,13 +26,17 @@ def _numbers(series: pd.Series) -> pd.Series:
     )
 
 
-def readable(frame: pd.DataFrame) -> pd.DataFrame:
+def readable(frame: pd.DataFrame, *, percent: tuple[str, ...] = ("share",)) -> pd.DataFrame:
     """The frame with its numbers as people write them: ``282,000``, ``2,552``, ``4,952.37``
-    (years as they are); dates as ``2023-01-01``. Text columns are left as they are."""
+    (years as they are), the ``percent`` columns (shares of a whole) as ``2.3%``; dates as
+    ``2023-01-01``. Text columns are left as they are."""
     shown = frame.copy()
     for column in shown.columns:
         series = shown[column]
         if pd.api.types.is_bool_dtype(series):
+            continue
+        if column in percent and pd.api.types.is_numeric_dtype(series):
+            shown[column] = series.map(lambda v: "" if v != v else f"{v:.1%}")
             continue
         if pd.api.types.is_numeric_dtype(series) and not _is_year(str(column)):
             shown[column] = _numbers(series)

@@ -18,6 +18,7 @@ def test_numbers_read_as_people_write_them() -> None:
             "lease_commence_date": [1978, 2001],
             "month": pd.to_datetime(["2023-01-01", "2023-02-01"]),
             "town": ["ANG MO KIO", "BEDOK"],
+            "share": [0.023277, 0.000233],
         }
     )
     shown = readable(frame)
@@ -27,6 +28,7 @@ def test_numbers_read_as_people_write_them() -> None:
     assert shown["lease_commence_date"].tolist() == [1978, 2001]
     assert shown["month"].tolist() == ["2023-01-01", "2023-02-01"]
     assert shown["town"].tolist() == ["ANG MO KIO", "BEDOK"]
+    assert shown["share"].tolist() == ["2.3%", "0.0%"]
 
 
 def test_a_markdown_table_keeps_every_text_whole_and_escapes_what_markdown_reads() -> None:
