@@ -36,7 +36,12 @@ from dagstermill import define_dagstermill_asset
 
 from dagster_orchestration.constants import GROUP, OWNERS, STAGE_TAG
 from dagster_orchestration.partitions import monthly_partitions, run_months
-from dagster_orchestration.records import keep_notebook, record_metadata, window_label
+from dagster_orchestration.records import (
+    code_location,
+    keep_notebook,
+    record_metadata,
+    window_label,
+)
 from hdb_elt.notebooks import stage_path
 from hdb_elt.settings import REPO_ROOT, Settings
 
@@ -218,7 +223,7 @@ def _stage_failure(step_context, stage: str, window: str, out_dir: Path, error: 
     if executed:
         folder = getattr(step_context.resources, NOTEBOOK_IO_MANAGER).run_folder(step_context)
         notebook, html = keep_notebook(executed[0].read_bytes(), folder, stage)
-        metadata.update(record_metadata(notebook, html))
+        metadata.update(record_metadata(notebook, html, code_location(step_context.dagster_run)))
         reason += f"\nThe executed notebook, where it stopped: {notebook}"
     return Failure(description=f"{stage} failed for {window}.\n{reason}", metadata=metadata)
 

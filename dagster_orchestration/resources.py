@@ -9,7 +9,13 @@ from pydantic import Field
 
 from dagster_orchestration.constants import STAGE_TAG, records_dir
 from dagster_orchestration.partitions import run_months
-from dagster_orchestration.records import keep_notebook, record_metadata, run_folder, window_label
+from dagster_orchestration.records import (
+    code_location,
+    keep_notebook,
+    record_metadata,
+    run_folder,
+    window_label,
+)
 from hdb_elt.settings import Settings, stage_settings
 
 
@@ -75,7 +81,8 @@ class RecordedNotebookIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: bytes) -> None:
         folder = self.run_folder(context.step_context)
         notebook, html = keep_notebook(obj, folder, context.op_def.tags[STAGE_TAG])
-        context.add_output_metadata(record_metadata(notebook, html))
+        location = code_location(context.step_context.dagster_run)
+        context.add_output_metadata(record_metadata(notebook, html, location))
 
     def load_input(self, context: InputContext) -> bytes:
         raise NotImplementedError("Stage assets depend on each other by order, not by value.")

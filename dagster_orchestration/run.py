@@ -15,8 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,20 +79,99 @@ def windows(settings: Settings, per_month: bool) -> list[tuple[str, str]]:
     return [(m, m) for m in months] if per_month else [(months[0], months[-1])]
 
 
-def execute(start: str, end: str, instance) -> RunOutcome:
-    """Run the job for ``start``..``end`` in this process; never raises for a failed stage."""
+PROGRESS_TAG = "hdb/progress"
+RUNNING = "running..."
+
+
+class StageProgress:
+    """Says each stage of a run as it starts and ends, with its checks, while the run executes
+    in this process: a thread reads the run's events from the instance every half second (the
+    console logger stays quiet; this says only what a person waiting wants to know)."""
+
+    def __init__(self, instance, token: str, out: Callable[[str], None]) -> None:
+        self.instance, self.token, self.out = instance, token, out
+        self.run_id: str | None = None
+        self.cursor: str | None = None
+        self.started: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> StageProgress:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.poll()  # the last events
+
+    def _watch(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                self.poll()
+            except Exception:  # progress is a courtesy: never let it fail the run
+                return
+
+    def poll(self) -> None:
+        from dagster import DagsterEventType, RunsFilter
+
+        if self.run_id is None:
+            ids = self.instance.get_run_ids(RunsFilter(tags={PROGRESS_TAG: self.token}), limit=1)
+            if not ids:
+                return
+            self.run_id = ids[0]
+        wanted = {
+            DagsterEventType.STEP_START,
+            DagsterEventType.STEP_SUCCESS,
+            DagsterEventType.STEP_FAILURE,
+            DagsterEventType.ASSET_CHECK_EVALUATION,
+        }
+        found = self.instance.get_records_for_run(self.run_id, self.cursor, of_type=wanted)
+        self.cursor = found.cursor
+        for record in found.records:
+            entry = record.event_log_entry
+            self.say(entry.dagster_event, entry.timestamp)
+
+    def say(self, event, timestamp: float) -> None:
+        step = event.step_key
+        kind = event.event_type_value
+        if kind == "ASSET_CHECK_EVALUATION":
+            check = event.event_specific_data
+            verdict = "passed" if check.passed else "FAILED"
+            self.out(f"  {'':<13} check {check.check_name} {verdict}")
+        elif step not in STAGE_ORDER:
+            return
+        elif kind == "STEP_START":
+            self.started[step] = timestamp
+            self.out(f"  {step:<13} {RUNNING}")
+        else:
+            status = "success" if kind == "STEP_SUCCESS" else "FAILED"
+            seconds = timestamp - self.started.get(step, timestamp)
+            self.out(f"  {step:<13} {status:<8} {seconds:5.1f} s")
+
+
+def execute(
+    start: str, end: str, instance, progress: Callable[[str], None] | None = None
+) -> RunOutcome:
+    """Run the job for ``start``..``end`` in this process; never raises for a failed stage.
+    With ``progress``, each stage is said as it starts and ends."""
     from dagster import DagsterEventType, execute_job, reconstructable
 
     from dagster_orchestration.definitions import pipeline_job
 
     started = time.perf_counter()
-    result = execute_job(
-        reconstructable(pipeline_job),
-        instance=instance,
-        run_config=QUIET,
-        tags=partition_tags(start, end),
-        raise_on_error=False,
-    )
+    token = uuid.uuid4().hex
+    tags = {**partition_tags(start, end), PROGRESS_TAG: token}
+    if progress is not None:
+        progress(f"Run over {window_label(start, end)}: started")
+    with StageProgress(instance, token, progress) if progress else _nothing():
+        result = execute_job(
+            reconstructable(pipeline_job),
+            instance=instance,
+            run_config=QUIET,
+            tags=tags,
+            raise_on_error=False,
+        )
     window = window_label(start, end)
     outcome = RunOutcome(
         run_id=result.run_id,
@@ -118,11 +200,21 @@ def execute(start: str, end: str, instance) -> RunOutcome:
     return outcome
 
 
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
 def run_windows(
-    settings: Settings, *, per_month: bool = False, instance=None
+    settings: Settings,
+    *,
+    per_month: bool = False,
+    instance=None,
+    progress: Callable[[str], None] | None = None,
 ) -> Iterator[RunOutcome]:
     """Run the window (one run, or one per month), yielding each run as it ends; the runs
-    after a failed one still run (each month stands alone)."""
+    after a failed one still run (each month stands alone). ``progress`` hears each stage as
+    it starts and ends."""
     from dagster import DagsterInstance
 
     # The notebooks' kernels and the processes they start read the settings from here.
@@ -133,10 +225,10 @@ def run_windows(
         prepare_home()
         with DagsterInstance.get() as owned:
             for start, end in planned:
-                yield execute(start, end, owned)
+                yield execute(start, end, owned, progress)
     else:
         for start, end in planned:
-            yield execute(start, end, instance)
+            yield execute(start, end, instance, progress)
 
 
 def describe(outcome: RunOutcome, out: Callable[[str], None] = print) -> None:

@@ -434,3 +434,15 @@ def source_name(source: str) -> str:
     if source.startswith(("http://", "https://")):
         return source
     return Path(source).name
+
+
+def newest_load_id(warehouse_path: Path, start_month: str, end_month: str) -> str | None:
+    """The load that last brought rows of the window (None: raw holds none): what a notebook
+    shows when its own run found nothing new to load."""
+    with connect(warehouse_path, read_only=True) as con:
+        row = con.execute(
+            f"""select _load_id from {RAW_TABLE} where month between ? and ?
+                order by _loaded_at desc limit 1""",
+            [str(start_month), str(end_month)],
+        ).fetchone()
+    return row[0] if row else None

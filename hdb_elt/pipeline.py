@@ -28,6 +28,10 @@ def mart_counts(settings: Settings) -> tuple[int, int]:
         ).fetchone()
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)  # as it happens, also when the output is a pipe (CI, a log)
+
+
 def run_pipeline(settings: Settings, *, per_month: bool = False) -> int:
     """Run every stage for the window through Dagster and print a summary; returns an exit
     code. ``per_month`` starts one run per month (as a backfill does) instead of one run."""
@@ -38,7 +42,8 @@ def run_pipeline(settings: Settings, *, per_month: bool = False) -> int:
     print(f"Pipeline: {settings.describe()}")
     print(f"Dagster instance: {display_path(prepare_home())}/ (see the runs with make dev)\n")
     failed = 0
-    for outcome in run_windows(settings, per_month=per_month):
+    for outcome in run_windows(settings, per_month=per_month, progress=_say):
+        print()
         describe(outcome)
         failed += not outcome.success
     if failed:

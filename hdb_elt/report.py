@@ -219,6 +219,12 @@ def format_sgd(value: float) -> str:
     return f"S$ {value:,.0f}"
 
 
+def markdown_sgd(value: float) -> str:
+    """``S\\$ 560,000``: :func:`format_sgd` for markdown. JupyterLab (and GitHub) read the text
+    between two ``$`` as maths; a backslash keeps the dollar sign a dollar sign (CommonMark)."""
+    return format_sgd(value).replace("$", "\\$")
+
+
 def format_change(old: float, new: float) -> str:
     """The relative change from ``old`` to ``new``, signed: ``+3.2%``, ``-0.8%``."""
     change = (new - old) / old * 100
@@ -267,12 +273,12 @@ def summary_markdown(data: ReportData) -> str:
         )
     lines.append(volume)
 
-    price = f"- The **median resale price** was {format_sgd(data.median_price)}."
+    price = f"- The **median resale price** was {markdown_sgd(data.median_price)}."
     first, last = data.months.iloc[0], data.months.iloc[-1]
     if len(data.months) > 1:
         price += (
-            f" The monthly median moved from {format_sgd(first.median_price)} in "
-            f"{month_label(first.month_key)} to {format_sgd(last.median_price)} in "
+            f" The monthly median moved from {markdown_sgd(first.median_price)} in "
+            f"{month_label(first.month_key)} to {markdown_sgd(last.median_price)} in "
             f"{month_label(last.month_key)} "
             f"({format_change(first.median_price, last.median_price)})."
         )
@@ -282,15 +288,15 @@ def summary_markdown(data: ReportData) -> str:
     if len(towns) > 1:
         lines.append(
             f"- By median price per square metre, **{town_label(top.town)}** was the most "
-            f"expensive town ({format_sgd(top.median_price_per_sqm)} per sqm, "
+            f"expensive town ({markdown_sgd(top.median_price_per_sqm)} per sqm, "
             f"{plural(top.transactions, 'sale')}) and **{town_label(bottom.town)}** the least "
-            f"({format_sgd(bottom.median_price_per_sqm)} per sqm, "
+            f"({markdown_sgd(bottom.median_price_per_sqm)} per sqm, "
             f"{plural(bottom.transactions, 'sale')})."
         )
     else:
         lines.append(
             f"- All sales were in **{town_label(top.town)}**, at a median of "
-            f"{format_sgd(top.median_price_per_sqm)} per sqm."
+            f"{markdown_sgd(top.median_price_per_sqm)} per sqm."
         )
 
     busiest = towns.sort_values(["transactions", "town"], ascending=[False, True]).iloc[0]

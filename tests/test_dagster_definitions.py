@@ -12,6 +12,7 @@ import time
 import warnings
 from datetime import date, datetime
 from pathlib import Path
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import nbformat
@@ -183,7 +184,41 @@ def test_a_kept_notebook_has_its_html_and_links_for_the_ui(tmp_path: Path) -> No
     assert html == folder / "02_validate.html" and 'id="Hi">Hi' in html.read_text()
     metadata = records.record_metadata(notebook, html)
     assert metadata["Executed notebook"].value == str(notebook)
+    assert "Open the executed notebook" not in metadata  # in process: no UI to open it in
+    metadata = records.record_metadata(notebook, html, "dagster_orchestration.definitions")
+    assert metadata["Open the executed notebook"].value == (
+        f"/notebook?path={quote(str(notebook), safe='')}"
+        "&repoLocName=dagster_orchestration.definitions"
+    )
     assert records.window_label("2023-01", "2023-12") == "2023-01..2023-12"
+
+
+def test_a_kept_notebook_starts_with_the_learners_cells(tmp_path: Path) -> None:
+    plumbing = "context = dagstermill._reconstitute_job_context(**{'job_name': 'x'})"
+    log = "RESOURCE_INIT_STARTED - Starting initialization of resources [settings]."
+    context_cell = nbformat.v4.new_code_cell(
+        plumbing,
+        metadata={"tags": ["injected-parameters"]},
+        outputs=[nbformat.v4.new_output("stream", name="stderr", text=log)],
+    )
+    cells = [
+        nbformat.v4.new_markdown_cell("# Validate"),
+        context_cell,
+        nbformat.v4.new_code_cell("start_month = '2023-07'"),
+    ]
+    content = nbformat.writes(nbformat.v4.new_notebook(cells=cells))
+    notebook, html = records.keep_notebook(content.encode(), tmp_path, "02_validate")
+    kept = nbformat.read(notebook, as_version=4)
+    folded = kept.cells[1]
+    assert folded.source == records.FOLDED_SOURCE and folded.outputs == []
+    assert folded.metadata["dagstermill"]["source"] == plumbing  # kept in the file
+    assert log in folded.metadata["dagstermill"]["outputs"][0]["text"]
+    assert folded.metadata["jupyter"] == {"source_hidden": True, "outputs_hidden": True}
+    page = html.read_text()
+    assert "_reconstitute_job_context" not in page and "RESOURCE_INIT_STARTED" not in page
+    assert "start_month" in page
+    # Keeping it again (a failed step's notebook is kept by the step) changes nothing.
+    assert records.fold_context_cell(notebook.read_bytes()) == notebook.read_bytes()
 
 
 def test_the_schedule_reruns_the_previous_and_the_current_month() -> None:

@@ -137,6 +137,16 @@ def wait_for_run(server: DevServer, run_id: str, timeout: float = 1200) -> dict:
     pytest.fail(f"run {run_id} did not finish in {timeout} s:\n{server.log_tail()}")
 
 
+def latest_materialization_metadata(server: DevServer, asset: str) -> dict:
+    """The metadata of an asset's latest materialization, read from the server's instance."""
+    from dagster import AssetKey, DagsterInstance
+
+    with DagsterInstance.from_config(str(server.root / "dagster_home")) as instance:
+        event = instance.get_latest_materialization_event(AssetKey(asset))
+    assert event is not None, f"{asset} was not materialized"
+    return dict(event.asset_materialization.metadata)
+
+
 def chromium() -> Path:
     if CHROMIUM.exists():
         return CHROMIUM
@@ -170,6 +180,14 @@ def test_a_partition_launched_through_graphql_succeeds_and_the_ui_shows_it(
         timeout=60,
     )
     assert shown.status_code == 200 and "window 2023-01..2023-01" in shown.text
+    # The record starts with the learner's notebook: dagstermill's plumbing is folded away.
+    assert "_reconstitute_job_context" not in shown.text
+    assert "_reconstitute_job_context" not in (folder / "02_validate.html").read_text()
+    # Every materialization carries its executed notebook, and a link to the UI's page for it.
+    for key, stage in zip(STAGE_KEYS, STAGES, strict=True):
+        metadata = latest_materialization_metadata(dagster_dev, key)
+        assert metadata["Executed notebook"].value == str(folder / f"{stage}.ipynb"), key
+        assert metadata["Open the executed notebook"].value.startswith("/notebook?path="), key
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -193,6 +211,22 @@ def test_a_partition_launched_through_graphql_succeeds_and_the_ui_shows_it(
             expect(page.get_by_text("RUN_SUCCESS").first).to_be_visible(timeout=60_000)
             page.wait_for_timeout(3000)  # the run's timeline draws its steps one by one
             page.screenshot(path=ARTIFACTS / "run.png")
+
+            # The asset's page: its latest materialization links the executed notebook, and
+            # one click opens it (the UI's own notebook page, in a new tab).
+            page.goto(f"{dagster_dev.url}/assets/validate")
+            link = page.get_by_role("link", name="/notebook?path=").first
+            expect(link).to_be_visible(timeout=60_000)
+            page.screenshot(path=ARTIFACTS / "asset-page.png")
+            with context.expect_page() as opened:
+                link.click()
+            notebook = opened.value
+            expect(notebook.get_by_text("window 2023-01..2023-01").first).to_be_visible(
+                timeout=60_000
+            )
+            assert "02_validate.ipynb" in notebook.url
+            assert "_reconstitute_job_context" not in notebook.content()
+            notebook.screenshot(path=ARTIFACTS / "executed-notebook.png")
         finally:
             context.close()
     assert (ARTIFACTS / "asset-graph.png").stat().st_size > 0
@@ -286,6 +320,11 @@ def test_a_twelve_month_backfill_runs_one_at_a_time_and_equals_make_run(
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "25,777 sales" in completed.stdout
+    # Each stage was said as it started and ended, before the run's summary.
+    summary = completed.stdout.index("): success in")
+    for key in STAGE_KEYS:
+        assert completed.stdout.index(f"  {key:<13} running...") < summary
+        assert completed.stdout.index(f"  {key:<13} success ") < summary
     # 2023-01..03 ran twice (the tests before materialized them): still equal.
     assert mart_checksums(dagster_dev.warehouse) == mart_checksums(
         plain / "warehouse" / "hdb_resale.duckdb"

@@ -9,6 +9,7 @@ the exercise notebooks with papermill as a learner's "Run All" would.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -60,9 +61,44 @@ def code_cells(notebook) -> list:
     return [cell for cell in notebook.cells if cell.cell_type == "code"]
 
 
+def committed_exercise(name: str, folder: Path, path: Path | None = None) -> Path:
+    """The exercise as committed, unexecuted. A learner who did the exercise and saved it (as
+    the learner guide says) has outputs and answers in the file: then git's committed copy is
+    written into ``folder`` and tested instead, so saved work never fails the tests."""
+    path = path or exercise_path(name)
+    notebook = nbformat.read(path, as_version=4)
+    if not any(cell.get("outputs") for cell in code_cells(notebook)):
+        return path
+    relative = exercise_path(name).relative_to(REPO_ROOT).as_posix()
+    shown = subprocess.run(
+        ["git", "show", f"HEAD:{relative}"], cwd=REPO_ROOT, capture_output=True, check=True
+    )
+    copy = folder / "committed" / path.name
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(shown.stdout)
+    return copy
+
+
+def test_saved_learner_work_is_not_tested_as_the_exercise(tmp_path: Path) -> None:
+    assert committed_exercise("01", tmp_path) == exercise_path("01")  # committed: no outputs
+    saved = nbformat.read(exercise_path("01"), as_version=4)
+    todo = next(c for c in saved.cells if TODO_TAG in c.metadata.get("tags", []))
+    todo.source = "new_rule = 'my answer'"
+    for cell in code_cells(saved):
+        cell.outputs = [nbformat.v4.new_output("stream", text="done\n")]
+    nbformat.write(saved, tmp_path / "saved.ipynb")
+    tested = nbformat.read(committed_exercise("01", tmp_path, tmp_path / "saved.ipynb"), 4)
+    assert not any(cell.get("outputs") for cell in code_cells(tested))
+    assert (
+        "# TODO" in next(c for c in tested.cells if TODO_TAG in c.metadata.get("tags", [])).source
+    )
+
+
 @pytest.mark.parametrize("name", list(EXERCISES))
-def test_an_exercise_and_its_solution_differ_only_in_the_todo_cells(name: str) -> None:
-    unsolved = nbformat.read(exercise_path(name), as_version=4)
+def test_an_exercise_and_its_solution_differ_only_in_the_todo_cells(
+    name: str, tmp_path: Path
+) -> None:
+    unsolved = nbformat.read(committed_exercise(name, tmp_path), as_version=4)
     solved = nbformat.read(solution_path(name), as_version=4)
     assert len(unsolved.cells) == len(solved.cells)
     todo = 0
@@ -231,7 +267,7 @@ def run_notebook(path: Path, output: Path) -> PapermillExecutionError | None:
 def test_an_unsolved_exercise_fails_its_self_check_saying_what_is_missing(
     scratch: Path, tmp_path: Path, name: str
 ) -> None:
-    error = run_notebook(exercise_path(name), tmp_path / f"{name}.ipynb")
+    error = run_notebook(committed_exercise(name, tmp_path), tmp_path / f"{name}.ipynb")
     assert error is not None, f"{name}: the unsolved self-check passed"
     assert error.ename == "NotDoneYet", f"{name} stopped early: {error.ename}: {error.evalue}"
     # Everything up to the self-check ran: it is the last code cell that failed.
@@ -499,6 +535,7 @@ def test_a_backfill_of_the_failing_month_alone_is_not_enough(scratch: Path, caps
             quarantined_rows=109,
         )
     shown = capsys.readouterr().out
+    assert "2023-04: extract_load ...\n2023-04: validate ...\n2023-04: FAILED\n" in shown
     assert "2023-04: FAILED\n  extract_load  success" in shown
     assert "(Dagster gave this run: start_month = '2023-04', end_month = '2023-04')" in shown
     assert (
@@ -508,6 +545,39 @@ def test_a_backfill_of_the_failing_month_alone_is_not_enough(scratch: Path, caps
         "no run of 2023-03 in the workspace's Dagster instance: the backfill must cover the "
         "months just delivered."
     ]
+
+
+def test_the_backfill_check_teaches_blocking_versus_quarantine(monkeypatch) -> None:
+    from hdb_elt.exercises import dagster_backfill
+
+    ran = dagster_backfill.FailedRun("2023-04", "validate", Path("02_validate.ipynb"))
+    truth = {
+        "runs": {"2023-03": 1, "2023-04": 1},
+        "materialized": {asset: {"2023-03"} for asset in dagster_backfill.STAGE_ASSETS},
+        "failed": [ran],
+        "blocking_rule": "quarantine_threshold",
+        "quarantined_rows": 109,
+    }
+    monkeypatch.setattr(dagster_backfill, "_truth", lambda ws: truth)
+    answers = {
+        "backfill_months": ["2023-03", "2023-04"],
+        "failed_month": "2023-04",
+        "failed_stage": "validate",
+        "quarantined_rows": 109,
+    }
+    wrong = dagster_backfill.check_backfill(None, **answers, blocking_rule="resale_price_plausible")
+    assert wrong.missing == ["blocking_rule = 'resale_price_plausible' is not right."]
+    assert "a quarantine rule (resale_price_plausible) sets bad rows aside" in wrong.hints[0]
+    assert "only a blocking rule stops a run" in wrong.hints[0]
+    stage = dagster_backfill.check_backfill(
+        None, **{**answers, "failed_stage": "transform"}, blocking_rule="quarantine_threshold"
+    )
+    assert "Bad rows are caught by validation, before anything is built" in stage.hints[0]
+    right = dagster_backfill.check_backfill(None, **answers, blocking_rule="quarantine_threshold")
+    assert right.passed
+    assert "Quarantine keeps a month going without its bad rows; blocking stops the month" in str(
+        right
+    )
 
 
 def test_a_stage_is_named_with_or_without_its_number() -> None:
@@ -579,3 +649,38 @@ def test_a_solved_exercise_changes_nothing_outside_its_workspace(
 
 def test_the_solutions_folder_holds_one_solution_per_exercise() -> None:
     assert sorted(p.stem for p in SOLUTIONS_DIR.glob("*.ipynb")) == sorted(EXERCISES)
+
+
+def run_all_in_one_kernel(path: Path, times: int) -> list[str]:
+    """Execute a notebook ``times`` times in one kernel, as a learner pressing Run All again
+    and again; the text its last cell printed each time (or the error it raised)."""
+    from nbclient import NotebookClient
+
+    verdicts = []
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        kernel_name=KERNEL,
+        timeout=600,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    with client.setup_kernel():
+        for _ in range(times):
+            for index, cell in enumerate(notebook.cells):
+                if cell.cell_type == "code":
+                    cell.outputs = []
+                    client.execute_cell(cell, index)  # raises CellExecutionError on an error
+            verdicts.append("".join(o.get("text", "") for o in code_cells(notebook)[-1].outputs))
+    return verdicts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["01_add_a_validation_rule", "04_redeliver_a_month"])
+def test_a_solution_passes_on_every_run_all_in_one_kernel(scratch: Path, name: str) -> None:
+    """Each Run All starts the exercise over from the reference state, whatever the run before
+    it left in the workspace (it once rebuilt that state from the broken delivery)."""
+    verdicts = run_all_in_one_kernel(solution_path(name), times=3)
+    assert len(verdicts) == 3
+    for verdict in verdicts:
+        assert "checks pass. Well done!" in verdict, verdict
+    assert len(set(verdicts)) == 1, verdicts

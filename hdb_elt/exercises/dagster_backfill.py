@@ -89,7 +89,8 @@ def materialized(ws: Workspace) -> pd.DataFrame:
 def backfill(ws: Workspace, months: object) -> list:
     """One run per month, in order, as a backfill from the UI starts them (one at a time).
 
-    Prints what each run did, without run ids or timings (they change from run to run).
+    Prints each stage as it starts and what each run did as it ends, without run ids or
+    timings (they change from run to run).
     """
     if months is None:
         print("backfill_months is still None: nothing to run.")
@@ -97,7 +98,7 @@ def backfill(ws: Workspace, months: object) -> list:
     if isinstance(months, str) or not all(isinstance(m, str) for m in months):
         raise TypeError("backfill_months must be a list of months, such as ['2023-01'].")
     from dagster_orchestration.partitions import is_partition
-    from dagster_orchestration.run import execute
+    from dagster_orchestration.run import RUNNING, execute
 
     wrong = [m for m in months if not is_partition(m)]
     if wrong:
@@ -106,8 +107,15 @@ def backfill(ws: Workspace, months: object) -> list:
     with instance(ws) as dagster, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Dagster's beta and preview notices
         for month in months:
-            outcome = execute(month, month, dagster)
-            print(describe_run(outcome))
+
+            def started(line: str, month: str = month) -> None:
+                # A run takes about a minute: say each stage as it starts (without timings,
+                # which change from run to run), then the run's verdict.
+                if line.endswith(RUNNING):
+                    print(f"{month}: {line.split()[0]} ...", flush=True)
+
+            outcome = execute(month, month, dagster, progress=started)
+            print(describe_run(outcome), flush=True)
             outcomes.append(outcome)
     return outcomes
 
@@ -192,7 +200,9 @@ def _output_text(output) -> str:
         return f"{output['ename']}: {output['evalue']}"
     if output.get("output_type") == "stream":
         return output.get("text", "")
-    return output.get("data", {}).get("text/plain", "")
+    data = output.get("data", {})
+    text = data.get("text/markdown") or data.get("text/plain", "")  # a table shown as markdown
+    return "".join(text) if isinstance(text, list) else text
 
 
 def _indent(text: str, max_lines: int) -> str:
@@ -293,23 +303,35 @@ def check_backfill(
             "run the notebook from the top: the backfill needs a fresh workspace.",
         )
 
+    rule, rows = truth["blocking_rule"], truth["quarantined_rows"]
     answers = {
-        "failed_month": (failed_month, BAD, "the month whose run says FAILED above."),
+        "failed_month": (
+            failed_month,
+            BAD,
+            "the month whose run says FAILED above: a run stands for one month, and the other "
+            "month's run went on as if nothing had happened.",
+        ),
         "failed_stage": (
             _stage(failed_stage),
             truth["failed"][-1].stage if truth["failed"] else None,
-            "the stage marked 'failure' in the run's summary; the ones after it were skipped.",
+            "where is the gate? Bad rows are caught by validation, before anything is built: "
+            "the stage marked 'failure' stopped the run, and every stage after it was skipped, "
+            "so the marts never saw the bad month.",
         ),
         "blocking_rule": (
             blocking_rule,
-            truth["blocking_rule"],
-            "the rule named in the error at the end of the recorded notebook, '(rule ..., "
-            "blocking)': not the row-level rule the rows broke, the one that closed the gate.",
+            rule,
+            "a quarantine rule (resale_price_plausible) sets bad rows aside and lets the month "
+            "go on; only a blocking rule stops a run. Which blocking rule counts the quarantined "
+            "rows and closes the gate when there are too many? The error at the end of the "
+            "recorded notebook names it: '(rule ..., blocking)'.",
         ),
         "quarantined_rows": (
             quarantined_rows,
-            truth["quarantined_rows"],
-            "the error's 'month ...: N of ... rows failed row-level rules'.",
+            rows,
+            "not the rows of the month: the rows that broke a row-level (quarantine) rule, which "
+            "the threshold compares with 1% of the month. The error says 'month ...: N of ... "
+            "rows failed row-level rules'.",
         ),
     }
     for name, (answer, right, hint) in answers.items():
@@ -319,6 +341,12 @@ def check_backfill(
             result.ok(f"{name} = {answer!r}: right.")
         else:
             result.miss(f"{name} = {answer!r} is not right.", hint)
+    if result.passed:
+        result.ok(
+            f"so: {rows} rows broke a quarantine rule, more than 1% of {BAD}, and the blocking "
+            f"rule {rule} stopped the run at the gate. Quarantine keeps a month going without "
+            "its bad rows; blocking stops the month, and the marts keep what they had."
+        )
     return result
 
 

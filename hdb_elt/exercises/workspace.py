@@ -38,6 +38,10 @@ from hdb_elt.transform import dbt_executable, own_run_results, plain_output, run
 from hdb_elt.warehouse import connect
 
 EXERCISES_ENV = "HDB_EXERCISES_DIR"
+# What the variables a workspace sets held before the first workspace of this process was
+# activated (None: unset). A second Run All of an exercise must build its reference state from
+# the deliveries the settings named then, not from the workspace the first run changed.
+_OUTSIDE_ENVIRON: dict[str, str | None] = {}
 DEFAULT_EXERCISES_DIR = DATA_DIR / "exercises"
 # Every exercise starts from the reference state after the transform stage for two months:
 # enough to see everything the pipeline does, small enough to run in seconds.
@@ -82,6 +86,11 @@ class ExerciseError(RuntimeError):
 
 class NotDoneYet(AssertionError):
     """A self-check found something still missing; the message lists it, with a hint."""
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython (JupyterLab, papermill) shows what this returns instead of a traceback: the
+        # learner reads the self-check's message, not the frames of the code that raised it.
+        return f"{type(self).__name__}: {self}".splitlines()
 
 
 def exercise(name: str) -> Exercise:
@@ -236,8 +245,14 @@ class Workspace:
 
     def activate(self) -> Workspace:
         """Point this process (a notebook's kernel) at the workspace: ``stage_settings()``,
-        Meltano and dbt now read and write the workspace's copies."""
-        os.environ.update(self.env())
+        Meltano and dbt now read and write the workspace's copies.
+
+        The values these variables had before the first workspace was activated are kept, so
+        :func:`workspace` can put them back before it builds or restores a reference state."""
+        values = self.env()
+        for name in values:
+            _OUTSIDE_ENVIRON.setdefault(name, os.environ.get(name))
+        os.environ.update(values)
         return self
 
     def describe(self) -> str:
@@ -328,6 +343,7 @@ def workspace(name: str, *, reset: bool = True, activate: bool = True) -> Worksp
     kernel) the process's settings point at it.
     """
     chosen = exercise(name)
+    leave_workspace()
     checkpoint = build_checkpoint(CHECKPOINT_STAGE, *WINDOW, progress=print)
     root = exercises_dir() / chosen.name
     warehouse = root / "warehouse" / "hdb_resale.duckdb"
@@ -336,6 +352,17 @@ def workspace(name: str, *, reset: bool = True, activate: bool = True) -> Worksp
     settings = stage_settings(WINDOW[0], WINDOW[1], warehouse, root / "deliveries")
     made = Workspace(chosen, root, checkpoint, settings)
     return made.activate() if activate else made
+
+
+def leave_workspace() -> None:
+    """Put back the variables an activated workspace changed, as they were before the first
+    one (nothing to do if none was activated in this process)."""
+    for name, value in _OUTSIDE_ENVIRON.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    _OUTSIDE_ENVIRON.clear()
 
 
 def _restore(chosen: Exercise, checkpoint: Checkpoint, root: Path) -> None:
@@ -405,7 +432,8 @@ class CheckResult:
 
     def assert_done(self) -> None:
         """Print the result if everything is right; otherwise raise :class:`NotDoneYet`."""
-        __tracebackhide__ = True  # IPython and pytest show the message, not this frame
+        __tracebackhide__ = True  # pytest shows the message, not this frame (IPython: see
+        # NotDoneYet._render_traceback_)
         if not self.passed:
             raise NotDoneYet(str(self))
         print(self)
