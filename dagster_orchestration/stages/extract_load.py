@@ -33,6 +33,7 @@ def metadata(settings: Settings) -> dict[str, Any]:
     latest = latest_deliveries(settings)
     load_ids = sorted(set(latest["load_id"]))
     return {
+        "source": MetadataValue.text(settings.source_label),
         "rows": MetadataValue.int(int(latest["rows"].sum())),
         "months with deliveries": MetadataValue.int(len(latest)),
         "load id": MetadataValue.text(", ".join(load_ids) or "-"),
