@@ -177,3 +177,31 @@ def test_numbers_written_as_floats_keep_every_transaction_id(
     assert mart_checksums(pipeline.warehouse, ignore=LOAD_COLUMNS) == mart_checksums(
         reference.pipeline.warehouse, ignore=LOAD_COLUMNS
     )
+
+
+def test_the_same_rejected_file_is_not_loaded_again_and_says_why(
+    pipeline: Pipeline, shared_monthly: Path
+) -> None:
+    """Run again with the blocked file still in place: the tap knows its content from the
+    warehouse's record of rejections, loads nothing, and names the rejection; with nothing
+    accepted for the month, the gate warns so (naming the file still in the folder) rather
+    than judging the same rows again, and validates the other months."""
+    with_bad_prices(shared_monthly / MARCH, pipeline.deliveries / MARCH)
+    blocked = pipeline.run()
+    assert blocked.stage == "validate", blocked.message
+    with duckdb.connect(str(pipeline.warehouse), read_only=True) as con:
+        (raw_rows,) = con.execute("select count(*) from raw.resale_flat_prices").fetchone()
+
+    with pytest.warns(RejectedDeliveriesWarning, match="still in the deliveries folder"):
+        again = pipeline.run()
+    assert again.extract.load_id is None, again.message
+    assert (
+        f"{MARCH}: the delivery of 2023-03 in {pipeline.deliveries} is the one the validation "
+        "gate rejected on "
+    ) in again.message
+    assert "(rule quarantine_threshold), so it is not loaded again" in again.message
+    with duckdb.connect(str(pipeline.warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from raw.resale_flat_prices").fetchone() == (raw_rows,)
+    assert rejected(pipeline.warehouse) == [
+        (blocked.extract.load_id, "2023-03", "quarantine_threshold")
+    ]
