@@ -18,7 +18,9 @@ from urllib.parse import parse_qs, urlparse
 
 
 @contextmanager
-def fake_datagov(records_by_month: dict[str, list[dict]]) -> Iterator[dict]:
+def fake_datagov(
+    records_by_month: dict[str, list[dict]], too_many_first: int = 0
+) -> Iterator[dict]:
     """Serve ``records_by_month``; yields a dict with ``url`` and the ``requests`` seen."""
     seen: list[dict] = []
     polls: list[int] = []
@@ -44,6 +46,14 @@ def fake_datagov(records_by_month: dict[str, list[dict]]) -> Iterator[dict]:
             path = urlparse(self.path).path
             query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
             seen.append({"path": path, "query": query, "headers": dict(self.headers)})
+            if len(seen) <= too_many_first:  # data.gov.sg's answer to too many calls
+                body = json.dumps({"code": 24, "name": "TOO_MANY_REQUESTS"}).encode()
+                self.send_response(429)
+                self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             if path.endswith("/initiate-download"):
                 polls.clear()
                 message = {"message": "Download successfully initiated. Proceed to poll download"}

@@ -127,3 +127,13 @@ def test_an_unresolvable_host_fails_at_once_naming_dns(tmp_path: Path) -> None:
     with pytest.raises(tap_hdb_resale.api.NetworkError, match="could not be looked up"):
         download_months(settings, tmp_path)
     assert time.monotonic() - started < 10
+
+
+def test_a_rate_limit_is_waited_out_as_the_server_asks(tmp_path: Path) -> None:
+    # data.gov.sg's answer to too many calls: HTTP 429 with Retry-After; urllib3 waits it out.
+    served = {"2023-01": [record("2023-01", i) for i in range(2)]}
+    with fake_datagov(served, too_many_first=2) as api:
+        download_months(settings_for(api, "2023-01", "2023-01"), tmp_path)
+    paths = [r["path"].rsplit("/", 1)[-1] for r in api["requests"]]
+    assert paths[:3] == ["initiate-download"] * 3  # two 429s, then the answer
+    assert (tmp_path / "resale-flat-prices-2023-01.csv").exists()

@@ -35,6 +35,8 @@ from typing import Any
 from urllib.parse import urlencode, urlparse
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from tap_hdb_resale.months import parse_month
 
@@ -345,6 +347,28 @@ class DataGovSgClient:
         return Page(records, total)
 
 
+def retrying_session(retries: int = DEFAULT_MAX_RETRIES) -> requests.Session:
+    """A session whose requests urllib3 retries on HTTP 429 and 5xx (exponential backoff,
+    honouring ``Retry-After``) and after a connection broken mid-answer, but not when no
+    connection can be made at all: no network fails at once."""
+    retry = Retry(
+        total=retries,
+        connect=0,
+        read=retries,
+        status=retries,
+        backoff_factor=DEFAULT_BACKOFF_BASE_SECONDS,
+        backoff_max=DEFAULT_BACKOFF_MAX_SECONDS,
+        backoff_jitter=0.5,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=("GET",),
+        respect_retry_after_header=True,
+    )
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
 def download_dataset(
     dest: Path,
     *,
@@ -359,7 +383,7 @@ def download_dataset(
     """Download a whole dataset with data.gov.sg's download API into ``dest``: initiate the
     export, poll until it names a CSV link, then stream that file. One export instead of one
     ``datastore_search`` page per month; network failures fail fast as :class:`NetworkError`."""
-    session = session or requests.Session()
+    session = session or retrying_session()
     poll_seconds = DOWNLOAD_POLL_SECONDS if poll_seconds is None else poll_seconds
     headers = {"x-api-key": api_key} if api_key else {}
     pacer = Pacer(DOWNLOAD_CALLS_PER_MINUTE, 60.0, clock=clock, sleep=sleep)
@@ -369,28 +393,21 @@ def download_dataset(
     def call(url: str, *, stream: bool = False) -> requests.Response:
         # The key goes to data.gov.sg only, never to the host of the download link.
         sent = headers if url.startswith(download_api_url) else {}
-        for attempt in range(DEFAULT_MAX_RETRIES + 1):
-            pacer.wait()
-            try:
-                response = session.get(url, headers=sent, timeout=timeout, stream=stream)
-            except (requests.ConnectionError, requests.Timeout) as error:
-                cause = unreachable(error)
-                if cause is not None:
-                    raise NetworkError(
-                        f"Cannot reach {urlparse(url).netloc}: {cause}. {OFFLINE_HINT}"
-                    ) from None
-                problem, wait = type(error).__name__, None
-            else:
-                if response.status_code < 400:
-                    return response
-                if response.status_code != 429 and response.status_code < 500:
-                    raise ApiError(f"{url}: HTTP {response.status_code} {response.reason}")
-                problem = f"HTTP {response.status_code}"
-                wait = _retry_after(response)
-            wait = wait if wait is not None else min(DEFAULT_BACKOFF_MAX_SECONDS, 2.0**attempt)
-            logger.warning("%s: %s, retry %d in %.1f s", url, problem, attempt + 1, wait)
-            sleep(wait)
-        raise ApiError(f"{url}: gave up after {DEFAULT_MAX_RETRIES + 1} attempts ({problem})")
+        pacer.wait()
+        try:
+            response = session.get(url, headers=sent, timeout=timeout, stream=stream)
+        except requests.exceptions.RetryError as error:
+            raise ApiError(
+                f"{url}: gave up after {DEFAULT_MAX_RETRIES} retries ({error})"
+            ) from None
+        except (requests.ConnectionError, requests.Timeout) as error:
+            cause = unreachable(error) or type(error).__name__
+            raise NetworkError(
+                f"Cannot reach {urlparse(url).netloc}: {cause}. {OFFLINE_HINT}"
+            ) from None
+        if response.status_code >= 400:
+            raise ApiError(f"{url}: HTTP {response.status_code} {response.reason}")
+        return response
 
     def answer(url: str) -> dict[str, Any]:
         try:
