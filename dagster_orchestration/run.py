@@ -59,6 +59,8 @@ class RunOutcome:
     steps: list[StepOutcome] = field(default_factory=list)
     checks: dict[str, bool] = field(default_factory=dict)  # "asset.check": passed
     failure: str | None = None
+    # What a stage's materialization warned about (extract-load: the tap's warnings).
+    warnings: dict[str, list[str]] = field(default_factory=dict)
 
 
 def partition_tags(start: str, end: str) -> dict[str, str]:
@@ -185,6 +187,13 @@ def execute(
         if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             check = event.event_specific_data
             outcome.checks[f"{check.asset_key.to_user_string()}.{check.check_name}"] = check.passed
+        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.event_specific_data.materialization
+            said = materialization.metadata.get("warnings")
+            text = getattr(said, "value", None) or ""
+            found = [line[2:] for line in text.splitlines() if line.startswith("- ")]
+            if found:
+                outcome.warnings[materialization.asset_key.to_user_string()] = found
         elif event.event_type == DagsterEventType.STEP_FAILURE and event.step_key in STAGE_ORDER:
             error = event.event_specific_data
             data = error.user_failure_data
@@ -248,6 +257,8 @@ def describe(outcome: RunOutcome, out: Callable[[str], None] = print) -> None:
             f"  {step.step:<13} {step.status:<8} {seconds}"
             + (f"  checks: {shown}" if shown else "")
         )
+        for warning in outcome.warnings.get(step.step, []):
+            out(f"      warning: {warning}")
     if outcome.failure:
         out("\n" + outcome.failure)
     out(f"  executed notebooks: {display_path(outcome.notebooks)}/ (.ipynb and .html)")

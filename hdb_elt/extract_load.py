@@ -41,6 +41,7 @@ import pandas as pd
 
 from hdb_elt.settings import MELTANO_PROJECT_DIR, Settings, display_path
 from hdb_elt.warehouse import (
+    EXTRACT_LOADS,
     LATEST_DELIVERIES,
     RAW_TABLE,
     connect,
@@ -287,34 +288,51 @@ def _run_extract_load(settings: Settings, log_dir: Path | None) -> ExtractLoadRe
         )
     warnings, notes = tap_messages(output)
     new = sorted(latest_loads(settings.warehouse_path) - before)
-    if not new:
-        return ExtractLoadResult(
-            None,
-            0,
-            {},
-            time.perf_counter() - started,
-            warnings=warnings,
-            notes=notes,
-            source=settings.source_label,
-        )
-    load_id = new[-1]
-    with connect(settings.warehouse_path, read_only=True) as con:
-        month_rows = dict(
-            con.execute(
-                f"select month, count(*) from {RAW_TABLE} where _load_id = ? "
-                "group by month order by month",
-                [load_id],
-            ).fetchall()
-        )
-    return ExtractLoadResult(
-        load_id=load_id,
-        rows=sum(month_rows.values()),
-        month_rows=month_rows,
-        seconds=time.perf_counter() - started,
+    result = ExtractLoadResult(
+        None,
+        0,
+        {},
         warnings=warnings,
         notes=notes,
         source=settings.source_label,
     )
+    if new:
+        result.load_id = new[-1]
+        with connect(settings.warehouse_path, read_only=True) as con:
+            result.month_rows = dict(
+                con.execute(
+                    f"select month, count(*) from {RAW_TABLE} where _load_id = ? "
+                    "group by month order by month",
+                    [result.load_id],
+                ).fetchall()
+            )
+        result.rows = sum(result.month_rows.values())
+    result.seconds = time.perf_counter() - started
+    record_extract_load(settings.warehouse_path, result)
+    return result
+
+
+def record_extract_load(warehouse_path: Path, result: ExtractLoadResult) -> None:
+    """Keep what a run said (its source, load and the tap's warnings and notes) in
+    ``audit.extract_loads``, so an orchestrator's summary can repeat it (see
+    :func:`last_extract_load`)."""
+    with connect(warehouse_path) as con:
+        con.execute(
+            f"insert into {EXTRACT_LOADS} values (timezone('UTC', now()), ?, ?, ?, ?, ?)",
+            [result.load_id, result.rows, result.source, result.warnings, result.notes],
+        )
+
+
+def last_extract_load(warehouse_path: Path) -> dict | None:
+    """What the last extract-load into this warehouse said (None before the first)."""
+    with connect(warehouse_path, read_only=True) as con:
+        row = con.execute(
+            f"""select load_id, row_count, source, warnings, notes from {EXTRACT_LOADS}
+                order by finished_at desc limit 1"""
+        ).fetchone()
+    if row is None:
+        return None
+    return dict(zip(("load_id", "rows", "source", "warnings", "notes"), row, strict=True))
 
 
 def latest_delivery_counts(warehouse_path: Path) -> dict[str, int]:

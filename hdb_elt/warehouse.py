@@ -36,6 +36,7 @@ RAW_TABLE = "raw.resale_flat_prices"
 # staging, the reconciliation, Dagster's metadata, the exercises) reads this view, never raw.
 LATEST_DELIVERIES = "raw.latest_deliveries"
 REJECTED_DELIVERIES = "audit.rejected_deliveries"
+EXTRACT_LOADS = "audit.extract_loads"
 
 _DDL = [
     "create schema if not exists raw",
@@ -88,6 +89,16 @@ _DDL = [
         rule varchar,
         detail varchar,
         quarantined_at timestamp
+    )""",
+    # What each extract-load run said: its source, its load (null: nothing new) and the tap's
+    # warnings (a missing month, an unread file, Meltano's state disagreeing...) and notes.
+    f"""create table if not exists {EXTRACT_LOADS} (
+        finished_at timestamp,
+        load_id varchar,
+        row_count bigint,
+        source varchar,
+        warnings varchar[],
+        notes varchar[]
     )""",
     # Results are kept per (load, month), the unit the orchestrator validates; files created
     # before the column existed get it appended.

@@ -18,7 +18,7 @@ from dagster_support import (
 )
 
 from dagster_orchestration.constants import records_dir
-from dagster_orchestration.run import RunOutcome, execute
+from dagster_orchestration.run import RunOutcome, StepOutcome, describe, execute
 from dagster_orchestration.stages.validate import blocking_rules
 from hdb_elt.notebooks import STAGES
 from hdb_elt.settings import stage_settings
@@ -89,6 +89,8 @@ def test_the_materializations_link_their_notebook_and_say_what_the_stage_did(two
         assert extract["Notebook as HTML"].value.endswith("01_extract_load.html")
         assert extract["rows"].value == counts[month]
         assert len(extract["load id"].value) == 32
+        assert extract["source"].value == f"the folder {data}/"
+        assert extract["warnings"].value == "none"  # the month's delivery was there
         validate = materialization_metadata(instance, "validate", month)
         assert validate["failing rules"].value == "none"
         transform = materialization_metadata(instance, "transform", month)
@@ -145,3 +147,21 @@ def test_a_delivery_failing_a_blocking_rule_stops_validation_and_everything_afte
     window = stage_settings("2023-01", "2023-01", warehouse, data)
     result = blocking_rules(window)
     assert not result.passed and "quarantine_threshold" in result.metadata["failing rules"].value
+
+
+def test_make_runs_summary_repeats_the_extract_loads_warnings(tmp_path: Path) -> None:
+    outcome = RunOutcome(
+        "ad3ad2e4" * 4, "2023-11..2024-01", True, 40.0, tmp_path,
+        steps=[StepOutcome("extract_load", "success", 8.2),
+               StepOutcome("validate", "success", 4.9)],
+        warnings={"extract_load": ["No delivery for 2024-01 in data/snapshot, so nothing of it "
+                                   "is loaded (rule: every month of the window has a delivery)"]},
+    )  # fmt: skip
+    lines: list[str] = []
+    describe(outcome, lines.append)
+    assert lines[1].startswith("  extract_load  success")
+    assert lines[2] == (
+        "      warning: No delivery for 2024-01 in data/snapshot, so nothing of it is loaded "
+        "(rule: every month of the window has a delivery)"
+    )
+    assert lines[3].startswith("  validate")

@@ -8,9 +8,11 @@ from dagster import MetadataValue
 
 from dagster_orchestration.metadata import markdown_table
 from dagster_orchestration.notebooks import stage_asset
-from hdb_elt.extract_load import source_name
+from hdb_elt.extract_load import last_extract_load, source_name
 from hdb_elt.settings import Settings
 from hdb_elt.warehouse import LATEST_DELIVERIES, ensure_latest_deliveries, query_df
+
+WARNINGS = "warnings"
 
 
 def latest_deliveries(settings: Settings):
@@ -32,8 +34,14 @@ def latest_deliveries(settings: Settings):
 def metadata(settings: Settings) -> dict[str, Any]:
     latest = latest_deliveries(settings)
     load_ids = sorted(set(latest["load_id"]))
+    said = last_extract_load(settings.warehouse_path) or {}
     return {
-        "source": MetadataValue.text(settings.source_label),
+        "source": MetadataValue.text(said.get("source") or settings.source_label),
+        # The tap's warnings of this run (a month with no delivery, a file not read, Meltano's
+        # state disagreeing with the warehouse...): make run's summary repeats them.
+        WARNINGS: MetadataValue.md(
+            "\n".join(f"- {text}" for text in said.get("warnings") or []) or "none"
+        ),
         "rows": MetadataValue.int(int(latest["rows"].sum())),
         "months with deliveries": MetadataValue.int(len(latest)),
         "load id": MetadataValue.text(", ".join(load_ids) or "-"),

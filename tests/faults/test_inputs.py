@@ -82,6 +82,7 @@ SQL_INTERPOLATIONS = {
     "RAW_TABLE": "constant",
     "LATEST_DELIVERIES": "constant (the view of the latest accepted deliveries)",
     "REJECTED_DELIVERIES": "constant",
+    "EXTRACT_LOADS": "constant",
     "FACT_TABLE": "constant",
     "FACT": "constant",
     "RAW": "constant",
