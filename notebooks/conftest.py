@@ -18,7 +18,13 @@ from hdb_elt.notebooks import REFERENCE_DELIVERIES
 _WORKDIR = tempfile.mkdtemp(prefix="hdb-nbval-")
 
 
+SANITIZE = Path(__file__).with_name("nbval-sanitize.cfg")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # Paths of scratch folders differ between a test run and `make notebooks`: compare without.
+    if getattr(config.option, "nbval_sanitize_with", None) is None:
+        config.option.nbval_sanitize_with = str(SANITIZE)
     os.environ.update(
         {
             "HDB_RESALE_DATA_DIR": str(REFERENCE_DELIVERIES),
