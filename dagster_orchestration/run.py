@@ -1,4 +1,4 @@
-"""Run the pipeline through Dagster, headless: ``make run`` and the benchmark use this.
+"""Run the pipeline through Dagster, headless: ``make run`` (``run_pipeline``) and the bench.
 
 The job runs in this process against the project's Dagster instance (``DAGSTER_HOME``,
 ``.dagster_home/`` by default), so every run, its checks and its recorded notebooks show up
@@ -32,7 +32,9 @@ from dagster_orchestration.partitions import (
     is_partition,
 )
 from dagster_orchestration.records import run_folder, window_label
+from hdb_elt.extract_load import latest_delivery_counts
 from hdb_elt.settings import Settings, SettingsError, display_path, load_settings
+from hdb_elt.warehouse import connect
 
 STAGE_ORDER = ("extract_load", "validate", "transform", "test", "report")
 # Dagster's console logger would print every event (and each failure three times); the
@@ -61,6 +63,14 @@ class RunOutcome:
     failure: str | None = None
     # What a stage's materialization warned about (extract-load: the tap's warnings).
     warnings: dict[str, list[str]] = field(default_factory=dict)
+
+    def step_checks(self, step: str) -> list[str]:
+        """The checks of one stage's asset, each as "<check> passed" or "<check> FAILED"."""
+        return [
+            f"{name.split('.', 1)[1]} {'passed' if passed else 'FAILED'}"
+            for name, passed in self.checks.items()
+            if name.startswith(f"{step}.")
+        ]
 
 
 def partition_tags(start: str, end: str) -> dict[str, str]:
@@ -246,12 +256,7 @@ def describe(outcome: RunOutcome, out: Callable[[str], None] = print) -> None:
         f" in {outcome.seconds:.1f} s"
     )
     for step in outcome.steps:
-        checks = {
-            name.split(".", 1)[1]: passed
-            for name, passed in outcome.checks.items()
-            if name.startswith(f"{step.step}.")
-        }
-        shown = ", ".join(f"{n} {'passed' if ok else 'FAILED'}" for n, ok in checks.items())
+        shown = ", ".join(outcome.step_checks(step.step))
         seconds = f"{step.seconds:5.1f} s" if step.seconds is not None else "       "
         out(
             f"  {step.step:<13} {step.status:<8} {seconds}"
@@ -264,6 +269,50 @@ def describe(outcome: RunOutcome, out: Callable[[str], None] = print) -> None:
     out(f"  executed notebooks: {display_path(outcome.notebooks)}/ (.ipynb and .html)")
 
 
+def mart_counts(settings: Settings) -> tuple[int, int]:
+    """Sales and distinct transaction ids in the fact table for the window."""
+    with connect(settings.warehouse_path, read_only=True) as con:
+        return con.execute(
+            "select count(*), count(distinct transaction_id) from marts.fct_resale_transactions "
+            "where month_key between ? and ?",
+            [str(settings.start_month), str(settings.end_month)],
+        ).fetchone()
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # as it happens, also when the output is a pipe (CI, a log)
+
+
+def run_pipeline(settings: Settings, *, per_month: bool = False) -> int:
+    """Run every stage for the window through Dagster and print a summary; returns an exit
+    code. ``per_month`` starts one run per month (as a backfill does) instead of one run."""
+    started = time.perf_counter()
+    print(f"Pipeline: {settings.describe()}")
+    print(f"Dagster instance: {display_path(prepare_home())}/ (see the runs with make dev)\n")
+    failed = 0
+    for outcome in run_windows(settings, per_month=per_month, progress=_say):
+        print()
+        describe(outcome)
+        failed += not outcome.success
+    if failed:
+        print(f"\n{failed} run(s) failed.")
+        return 1
+    counts = {
+        month: rows
+        for month, rows in latest_delivery_counts(settings.warehouse_path).items()
+        if str(settings.start_month) <= month <= str(settings.end_month)
+    }
+    sales, ids = mart_counts(settings)
+    print(
+        f"\nLatest deliveries in the window: {sum(counts.values()):,} rows in "
+        f"{len(counts)} month(s); marts.fct_resale_transactions: {sales:,} sales "
+        f"({ids:,} distinct ids)."
+    )
+    print(f"Report charts and summary: {display_path(settings.warehouse_path.parent / 'report')}/")
+    print(f"Done in {time.perf_counter() - started:.1f} s.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dagster_orchestration.run", description=__doc__
@@ -272,8 +321,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
-        from hdb_elt.pipeline import run_pipeline
-
         return run_pipeline(settings, per_month=args.per_month)
     except SettingsError as exc:
         print(f"Settings error: {exc}", file=sys.stderr)

@@ -34,7 +34,7 @@ def cmd_extract_load(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """Run the pipeline for the window, headless, and print a summary."""
-    from hdb_elt.pipeline import run_pipeline
+    from dagster_orchestration.run import run_pipeline
 
     return run_pipeline(settings)
 

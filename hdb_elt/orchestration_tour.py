@@ -300,11 +300,7 @@ def run_summary(outcome: RunOutcome) -> str:
     """A run's verdict, stage by stage, with its checks (no ids or timings: they change)."""
     lines = [f"Run of partition {outcome.window}: {'success' if outcome.success else 'FAILED'}"]
     for step in outcome.steps:
-        checks = [
-            f"{name.split('.', 1)[1]} {'passed' if passed else 'FAILED'}"
-            for name, passed in outcome.checks.items()
-            if name.startswith(f"{step.step}.")
-        ]
+        checks = outcome.step_checks(step.step)
         lines.append(
             f"  {step.step:<13} {step.status:<8}"
             + (f" checks: {', '.join(checks)}" if checks else "")

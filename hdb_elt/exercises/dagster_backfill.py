@@ -124,11 +124,7 @@ def describe_run(outcome) -> str:
     """A run's verdict, stage by stage, with its checks; the first line of a failure."""
     lines = [f"{outcome.window}: {'success' if outcome.success else 'FAILED'}"]
     for step in outcome.steps:
-        checks = [
-            f"{name.split('.', 1)[1]} {'passed' if passed else 'FAILED'}"
-            for name, passed in outcome.checks.items()
-            if name.startswith(f"{step.step}.")
-        ]
+        checks = outcome.step_checks(step.step)
         lines.append(
             f"  {step.step:<13} {step.status:<8}"
             + (f" checks: {', '.join(checks)}" if checks else "")
