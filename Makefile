@@ -34,23 +34,23 @@ $(STAMP): pyproject.toml requirements.lock requirements-overrides.txt dagster_or
 	@echo "Setup complete. Next: make run"
 
 run: setup ## Run the pipeline for the configured window through Dagster, headless
-	$(BIN)/python -m hdb_elt run
+	$(BIN)/python -m classroom run
 
 extract-load: setup ## Run only the extract-load stage
-	$(BIN)/python -m hdb_elt extract-load
+	$(BIN)/python -m classroom extract-load
 
 settings: setup ## Show the settings a run would use
-	@$(BIN)/python -m hdb_elt settings
+	@$(BIN)/python -m classroom settings
 
 data: setup ## Download the window's months from data.gov.sg into data/raw/
-	$(BIN)/python -m hdb_elt download
+	$(BIN)/python -m classroom download
 
 doctor: ## Check everything a run needs (tools, pins, warehouse, lock, data, disk), with fixes
 	@test -x $(BIN)/python || { echo "No .venv yet: run make setup first."; exit 1; }
-	$(BIN)/python -m hdb_elt doctor
+	$(BIN)/python -m classroom doctor
 
 checkpoint: setup ## Restore a reference state: STAGE=validate, or EXERCISE=01_add_a_validation_rule
-	$(BIN)/python -m hdb_elt checkpoint$(if $(STAGE), --stage $(STAGE))$(if $(EXERCISE), --exercise $(EXERCISE))
+	$(BIN)/python -m classroom checkpoint$(if $(STAGE), --stage $(STAGE))$(if $(EXERCISE), --exercise $(EXERCISE))
 
 test: setup ## Run every test (the command CI runs), then check the notebooks' outputs
 	@$(BIN)/python -m dagster_orchestration.home >/dev/null
@@ -65,8 +65,8 @@ dev: setup ## Start the Dagster UI on http://127.0.0.1:3000 (DAGSTER_PORT to cha
 	$(BIN)/dagster dev -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 notebooks: setup ## Re-execute the stage notebooks and the exercise solutions, saving their outputs
-	$(BIN)/python -c "from hdb_elt.notebooks import refresh_committed; refresh_committed()"
-	$(BIN)/python -c "from hdb_elt.exercises.notebooks import refresh_solutions; refresh_solutions()"
+	$(BIN)/python -c "from classroom.reference_outputs import refresh_committed; refresh_committed()"
+	$(BIN)/python -c "from classroom.exercises.solutions import refresh_solutions; refresh_solutions()"
 
 lab: setup ## Open the notebooks in JupyterLab
 	$(BIN)/jupyter lab --ip 127.0.0.1 --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

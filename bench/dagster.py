@@ -30,8 +30,8 @@ from pathlib import Path
 import nbformat
 
 from bench.notebooks import SHARED, kernel_startup_seconds
-from hdb_elt.notebooks import STAGES
 from hdb_elt.settings import temporary_environ
+from hdb_elt.stage_notebooks import STAGES
 
 CONTEXT_TAG = "injected-parameters"  # dagstermill's cell
 TEARDOWN_TAG = "injected-teardown"
@@ -88,8 +88,8 @@ def run_months(months: list[str], data_dir: Path, kernel: float) -> tuple[Split,
     """Run each month (one Dagster run each) into a new warehouse; the total and each run."""
     from dagster import DagsterInstance
 
+    from classroom.runner import execute
     from dagster_orchestration.home import prepare_home
-    from dagster_orchestration.run import execute
 
     total, runs = Split(), []
     with (

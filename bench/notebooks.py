@@ -17,8 +17,8 @@ from pathlib import Path
 
 from jupyter_client.manager import start_new_kernel
 
-from hdb_elt.notebooks import KERNEL, STAGES, run_stages
 from hdb_elt.settings import REPO_ROOT, stage_settings
+from hdb_elt.stage_notebooks import KERNEL, STAGES, run_stages
 
 SHARED = (REPO_ROOT / ".." / "shared" / "data" / "hdb_resale" / "monthly").resolve()
 

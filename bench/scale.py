@@ -10,7 +10,7 @@ Points: one month (2023-06) and the 12 months of 2023 from the reference deliver
 synthetic deliveries (``hdb_elt.synthetic``, seed 0) of about 0.1M, 0.3M and 1M rows over
 1990-01..2025-12, written once under ``data/bench/`` and reused. For every point and repeat:
 
-- the pipeline: the five stage notebooks run by papermill (``hdb_elt.notebooks.iter_stages``)
+- the pipeline: the five stage notebooks run by papermill (``hdb_elt.stage_notebooks.iter_stages``)
   into a new warehouse, each stage timed with the peak resident memory of this process tree
   (this process, the kernel, Meltano, dbt); each stage's time is split into the notebook's
   cells (work) and the rest (starting the kernel, papermill);
@@ -44,8 +44,8 @@ from pathlib import Path
 import psutil
 
 from bench.measure import measure
-from hdb_elt.notebooks import STAGES, iter_stages
 from hdb_elt.settings import DATA_DIR, REPO_ROOT, stage_settings
+from hdb_elt.stage_notebooks import STAGES, iter_stages
 from hdb_elt.synthetic import DEFAULT_END, DEFAULT_START, ensure_synthesis
 
 SHARED = (REPO_ROOT / ".." / "shared" / "data" / "hdb_resale" / "monthly").resolve()
@@ -54,7 +54,7 @@ SYNTHETIC_DIR = DATA_DIR / "bench"
 STAGE_NAMES = dict(
     zip(STAGES, ("extract_load", "validate", "transform", "test", "report"), strict=True)
 )
-PIPELINE_PATH = "papermill: the five notebooks (hdb_elt.notebooks.run_stages)"
+PIPELINE_PATH = "papermill: the five notebooks (hdb_elt.stage_notebooks.run_stages)"
 FLOOR_PATH = "DuckDB only, one process (bench.floor)"
 DAGSTER_PATH = "Dagster in process, as make run (bench.dagster)"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dagster import Definitions, JobDefinition, in_process_executor
 
 from dagster_orchestration.constants import JOB_NAME
+from dagster_orchestration.dagstermill_assets import NOTEBOOK_IO_MANAGER
 from dagster_orchestration.jobs import monthly_pipeline
-from dagster_orchestration.notebooks import NOTEBOOK_IO_MANAGER
 from dagster_orchestration.resources import HdbSettings, RecordedNotebookIOManager
 from dagster_orchestration.schedules import monthly_refresh
 from dagster_orchestration.sensors import new_deliveries

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hdb_elt.notebooks import REFERENCE_DELIVERIES
+from classroom.reference_outputs import REFERENCE_DELIVERIES
 
 _WORKDIR = tempfile.mkdtemp(prefix="hdb-nbval-")
 

@@ -5,11 +5,11 @@ No ``from __future__ import annotations``: Dagster reads a check's parameter typ
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, asset_check
 
+from classroom.exercises.dagster_check import MIN_SALES
 from dagster_orchestration.metadata import check_settings
 from dagster_orchestration.resources import HdbSettings
 from dagster_orchestration.stages.transform import transform
 from dagster_orchestration.stages.validate import validate
-from hdb_elt.exercises.dagster_check import MIN_SALES
 from hdb_elt.warehouse import query_df
 
 

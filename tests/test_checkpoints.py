@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hdb_elt import cli
-from hdb_elt.checkpoints import (
+from classroom import cli
+from classroom.checkpoints import (
     CHECKPOINTS_ENV,
     CheckpointError,
     build_checkpoint,
@@ -21,7 +21,7 @@ from hdb_elt.checkpoints import (
     restore_stage,
     stage_name,
 )
-from hdb_elt.exercises.workspace import EXERCISES_ENV, workspace
+from classroom.exercises.workspace import EXERCISES_ENV, workspace
 from hdb_elt.extract_load import latest_delivery_counts, run_extract_load
 from hdb_elt.settings import stage_settings, temporary_environ
 from hdb_elt.warehouse import connect

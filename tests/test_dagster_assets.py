@@ -17,11 +17,11 @@ from dagster_support import (
     notebook_text,
 )
 
+from classroom.runner import RunOutcome, StepOutcome, describe, execute
 from dagster_orchestration.constants import records_dir
-from dagster_orchestration.run import RunOutcome, StepOutcome, describe, execute
 from dagster_orchestration.stages.validate import blocking_rules
-from hdb_elt.notebooks import STAGES
 from hdb_elt.settings import stage_settings
+from hdb_elt.stage_notebooks import STAGES
 
 pytestmark = pytest.mark.slow
 

@@ -28,19 +28,19 @@ from dagster import (
     build_sensor_context,
 )
 
+from classroom.runner import partition_tags, windows
 from dagster_orchestration import notebooks, records
 from dagster_orchestration.constants import DAGSTER_YAML, GROUP, JOB_NAME, SCHEDULE_CRON
 from dagster_orchestration.definitions import defs
 from dagster_orchestration.home import prepare_home
 from dagster_orchestration.partitions import is_partition, monthly_partitions, run_months
 from dagster_orchestration.resources import HdbSettings
-from dagster_orchestration.run import partition_tags, windows
 from dagster_orchestration.schedules import monthly_refresh, scheduled_months
 from dagster_orchestration.sensors import new_deliveries
 from dagster_orchestration.stages.test import NoTestResults, window_test_results
 from dagster_orchestration.stages.validate import blocking_rules
-from hdb_elt.notebooks import STAGES, stage_path
 from hdb_elt.settings import REPO_ROOT, SettingsError, stage_settings
+from hdb_elt.stage_notebooks import STAGES, stage_path
 from hdb_elt.validation import read_deliveries, record_results, validate_load
 from hdb_elt.warehouse import connect, ensure_warehouse
 

@@ -23,8 +23,8 @@ import requests
 from dagster_support import dagster_environment, mart_checksums, notebook_text
 
 from dagster_orchestration.constants import GROUP, JOB_NAME
-from hdb_elt.notebooks import STAGES
 from hdb_elt.settings import REPO_ROOT
+from hdb_elt.stage_notebooks import STAGES
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from hdb_elt import doctor
-from hdb_elt.doctor import FAIL, OK, WARN, Check
+from classroom import doctor
+from classroom.doctor import FAIL, OK, WARN, Check
 from hdb_elt.settings import REPO_ROOT, load_settings
 from hdb_elt.warehouse import ensure_warehouse
 

@@ -21,13 +21,13 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from hdb_elt.checkpoints import CHECKPOINTS_ENV, build_checkpoint
-from hdb_elt.exercises import EXERCISES, CheckResult, ExerciseError, NotDoneYet, exercise
-from hdb_elt.exercises.notebooks import SOLUTIONS_DIR, TODO_TAG, exercise_path, solution_path
-from hdb_elt.exercises.workspace import CHECKPOINT_STAGE, EXERCISES_ENV, WINDOW, workspace
+from classroom.checkpoints import CHECKPOINTS_ENV, build_checkpoint
+from classroom.exercises import EXERCISES, CheckResult, ExerciseError, NotDoneYet, exercise
+from classroom.exercises.solutions import SOLUTIONS_DIR, TODO_TAG, exercise_path, solution_path
+from classroom.exercises.workspace import CHECKPOINT_STAGE, EXERCISES_ENV, WINDOW, workspace
 from hdb_elt.extract_load import run_extract_load
-from hdb_elt.notebooks import KERNEL
 from hdb_elt.settings import DBT_PROJECT_DIR, REPO_ROOT, temporary_environ
+from hdb_elt.stage_notebooks import KERNEL
 from hdb_elt.validation import (
     RULES,
     Rule,
@@ -310,7 +310,7 @@ TYPO = pa.DataFrameSchema({"blocks": pa.Column(checks=pa.Check.str_length(1, 4))
     ids=["right", "too-strict", "warning", "bad-phrase", "typo", "name-taken", "a-string"],
 )
 def test_the_rule_check_says_what_is_wrong(scratch: Path, rule, expected: str | None) -> None:
-    from hdb_elt.exercises.validation_rule import check_validation_rule, deliver_bad_february
+    from classroom.exercises.validation_rule import check_validation_rule, deliver_bad_february
 
     ws = workspace("01", activate=False)
     deliver_bad_february(ws)
@@ -349,7 +349,7 @@ def test_the_rule_check_says_what_is_wrong(scratch: Path, rule, expected: str | 
     ids=["mean-not-median", "per-month", "typo-in-ref"],
 )
 def test_the_model_check_says_what_is_wrong(scratch: Path, sql: str, expected: str) -> None:
-    from hdb_elt.exercises.dbt_model import MODEL_FILE, YML_FILE, check_dbt_model
+    from classroom.exercises.dbt_model import MODEL_FILE, YML_FILE, check_dbt_model
 
     ws = workspace("02", activate=False)
     ws.write_file(MODEL_FILE, sql, variable="model_sql")
@@ -371,7 +371,7 @@ models:
 
 @pytest.mark.slow
 def test_the_model_check_wants_a_description_and_key_tests(scratch: Path) -> None:
-    from hdb_elt.exercises.dbt_model import MODEL_FILE, YML_FILE, check_dbt_model
+    from classroom.exercises.dbt_model import MODEL_FILE, YML_FILE, check_dbt_model
 
     ws = workspace("02", activate=False)
     ws.write_file(MODEL_FILE, "select 1 as storey_range", variable="model_sql")
@@ -412,7 +412,7 @@ unit_tests:
 
 @pytest.mark.slow
 def test_a_unit_test_that_misses_a_mutant_is_not_enough(scratch: Path) -> None:
-    from hdb_elt.exercises.dbt_unit_test import YML_FILE, check_dbt_unit_test
+    from classroom.exercises.dbt_unit_test import YML_FILE, check_dbt_unit_test
 
     ws = workspace("03", activate=False)
     ws.write_file(YML_FILE, unit_test_yml([(" 4  room ", "4 ROOM")]), variable="unit_test_yml")
@@ -430,7 +430,7 @@ def test_a_unit_test_that_misses_a_mutant_is_not_enough(scratch: Path) -> None:
 def test_each_part_of_the_cleaning_needs_a_row_of_its_own(scratch: Path) -> None:
     """A test whose messy row has no double space inside cannot catch a lost
     regexp_replace, however well it tests the rest."""
-    from hdb_elt.exercises.dbt_unit_test import YML_FILE, check_dbt_unit_test
+    from classroom.exercises.dbt_unit_test import YML_FILE, check_dbt_unit_test
 
     ws = workspace("03", activate=False)
     rows = [(" 4 room ", "4 ROOM"), ("MULTI GENERATION", "MULTI-GENERATION")]
@@ -444,7 +444,7 @@ def test_each_part_of_the_cleaning_needs_a_row_of_its_own(scratch: Path) -> None
 
 @pytest.mark.slow
 def test_a_unit_test_with_a_wrong_expectation_fails_on_the_real_model(scratch: Path) -> None:
-    from hdb_elt.exercises.dbt_unit_test import YML_FILE, check_dbt_unit_test
+    from classroom.exercises.dbt_unit_test import YML_FILE, check_dbt_unit_test
 
     ws = workspace("03", activate=False)
     ws.write_file(YML_FILE, unit_test_yml([("4 room", "4 room")]), variable="unit_test_yml")
@@ -457,7 +457,7 @@ def test_a_unit_test_with_a_wrong_expectation_fails_on_the_real_model(scratch: P
 
 def run_revision(ws) -> None:
     """Steps 2 and 3 of exercise 04, as its notebook runs them in an activated kernel."""
-    from hdb_elt.exercises.redelivery import deliver_revised_february
+    from classroom.exercises.redelivery import deliver_revised_february
 
     deliver_revised_february(ws)
     with temporary_environ(ws.env()):
@@ -469,7 +469,7 @@ def run_revision(ws) -> None:
 
 @pytest.mark.slow
 def test_the_redelivery_check_names_each_wrong_answer(scratch: Path) -> None:
-    from hdb_elt.exercises.redelivery import check_redelivery
+    from classroom.exercises.redelivery import check_redelivery
 
     ws = workspace("04", activate=False)
     answers = {
@@ -505,7 +505,7 @@ def test_the_redelivery_check_names_each_wrong_answer(scratch: Path) -> None:
 
 @pytest.mark.slow
 def test_a_backfill_of_the_failing_month_alone_is_not_enough(scratch: Path, capsys) -> None:
-    from hdb_elt.exercises.dagster_backfill import (
+    from classroom.exercises.dagster_backfill import (
         backfill,
         check_backfill,
         deliver_two_months,
@@ -548,7 +548,7 @@ def test_a_backfill_of_the_failing_month_alone_is_not_enough(scratch: Path, caps
 
 
 def test_the_backfill_check_teaches_blocking_versus_quarantine(monkeypatch) -> None:
-    from hdb_elt.exercises import dagster_backfill
+    from classroom.exercises import dagster_backfill
 
     ran = dagster_backfill.FailedRun("2023-04", "validate", Path("02_validate.ipynb"))
     truth = {
@@ -581,7 +581,7 @@ def test_the_backfill_check_teaches_blocking_versus_quarantine(monkeypatch) -> N
 
 
 def test_a_stage_is_named_with_or_without_its_number() -> None:
-    from hdb_elt.exercises.dagster_backfill import _same, _stage
+    from classroom.exercises.dagster_backfill import _same, _stage
 
     assert _stage("02_validate") == _stage("validate") == "validate"
     assert _same(" validate", "validate") and _same("109", 109) and not _same("many", 109)
@@ -608,7 +608,7 @@ def test_the_asset_check_check_says_what_is_wrong(
 ) -> None:
     import exercise_asset_checks
 
-    from hdb_elt.exercises.dagster_check import check_asset_check
+    from classroom.exercises.dagster_check import check_asset_check
 
     ws = workspace("06", activate=False)
     result = check_asset_check(ws, getattr(exercise_asset_checks, name))

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from hdb_elt.notebooks import STAGES, StageFailed, run_stages, stage_parameters, stage_path
 from hdb_elt.settings import stage_settings
+from hdb_elt.stage_notebooks import STAGES, StageFailed, run_stages, stage_parameters, stage_path
 
 pytestmark = pytest.mark.slow
 

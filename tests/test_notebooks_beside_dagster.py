@@ -10,8 +10,8 @@ import dagstermill.translator  # noqa: F401  (registers Dagster's translator, as
 import pytest
 from papermill.translators import papermill_translators
 
-from hdb_elt.notebooks import run_stages
 from hdb_elt.settings import stage_settings
+from hdb_elt.stage_notebooks import run_stages
 
 pytestmark = pytest.mark.slow
 

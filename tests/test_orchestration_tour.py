@@ -1,11 +1,11 @@
-"""Notebook 06's helpers (hdb_elt.orchestration_tour): the code location as Dagster holds it.
+"""Notebook 06's helpers (classroom.orchestration_tour): the code location as Dagster holds it.
 
 The sandbox's runs are exercised by ``pytest --nbval notebooks/06_orchestrate.ipynb``."""
 
 from __future__ import annotations
 
-from hdb_elt.notebooks import STAGES
-from hdb_elt.orchestration_tour import asset_graph, assets_table, automation_table, checks_table
+from classroom.orchestration_tour import asset_graph, assets_table, automation_table, checks_table
+from hdb_elt.stage_notebooks import STAGES
 
 
 def test_the_assets_are_the_stage_notebooks_in_order() -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from tap_hdb_resale.deliveries import collect_months
 
-from hdb_elt.cli import main as cli
+from classroom.cli import main as cli
 from hdb_elt.months import Month
 from hdb_elt.synthetic import (
     FILE_PREFIX,

@@ -6,8 +6,8 @@ from typing import Any
 
 from dagster import MetadataValue
 
+from dagster_orchestration.dagstermill_assets import stage_asset
 from dagster_orchestration.metadata import markdown_table
-from dagster_orchestration.notebooks import stage_asset
 from hdb_elt.extract_load import last_extract_load, source_name
 from hdb_elt.settings import Settings
 from hdb_elt.warehouse import LATEST_DELIVERIES, ensure_latest_deliveries, query_df

@@ -7,7 +7,7 @@ from typing import Any
 
 from dagster import MetadataValue
 
-from dagster_orchestration.notebooks import stage_asset
+from dagster_orchestration.dagstermill_assets import stage_asset
 from dagster_orchestration.stages.test import test
 from hdb_elt.report import SUMMARY_FILE, report_dir
 from hdb_elt.settings import Settings, display_path

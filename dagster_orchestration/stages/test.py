@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
 
+from dagster_orchestration.dagstermill_assets import stage_asset
 from dagster_orchestration.metadata import check_settings, markdown_table
-from dagster_orchestration.notebooks import stage_asset
 from dagster_orchestration.resources import HdbSettings
 from dagster_orchestration.stages.transform import transform
 from hdb_elt.quality import pass_fail_table, reconciliation

@@ -7,8 +7,8 @@ from typing import Any
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
 
+from dagster_orchestration.dagstermill_assets import stage_asset
 from dagster_orchestration.metadata import check_settings, markdown_table
-from dagster_orchestration.notebooks import stage_asset
 from dagster_orchestration.resources import HdbSettings
 from dagster_orchestration.stages.validate import validate
 from hdb_elt.quality import FACT_TABLE, reconciliation

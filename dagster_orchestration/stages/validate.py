@@ -15,8 +15,8 @@ from dagster import (
     asset_check,
 )
 
+from dagster_orchestration.dagstermill_assets import stage_asset
 from dagster_orchestration.metadata import check_settings, markdown_table
-from dagster_orchestration.notebooks import stage_asset
 from dagster_orchestration.resources import HdbSettings
 from dagster_orchestration.stages.extract_load import extract_load, latest_deliveries
 from hdb_elt.settings import Settings

@@ -15,8 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hdb_elt.checkpoints import CHECKPOINTS_ENV
-from hdb_elt.exercises.workspace import EXERCISES_ENV
+from classroom.checkpoints import CHECKPOINTS_ENV
+from classroom.exercises.workspace import EXERCISES_ENV
 
 collect_ignore_glob = ["[0-9]*.ipynb"]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from tap_hdb_resale.tap import month_setting_errors
 
+from classroom.cli import main
 from hdb_elt import quality, report, transform, validation
-from hdb_elt.cli import main
 from hdb_elt.months import MonthError
 from hdb_elt.settings import REPO_ROOT, SettingsError, load_settings, stage_settings
 

@@ -146,7 +146,7 @@ def test_sigkill_during_the_load_commits_nothing_and_the_next_run_completes(
     # (batch_size_rows 1), so the load takes long enough to be caught in the middle.
     process = start_stage(
         pipeline,
-        "import sys; from hdb_elt.cli import main; sys.exit(main(['extract-load']))",
+        "import sys; from classroom.cli import main; sys.exit(main(['extract-load']))",
         TARGET_HDB_DUCKDB_BATCH_SIZE_ROWS="1",
     )
     kill_when(process, loader_is_inserting)

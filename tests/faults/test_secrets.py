@@ -12,8 +12,8 @@ from fake_datagov import fake_datagov
 
 from faults.support import delivery_name
 from hdb_elt.extract_load import run_extract_load
-from hdb_elt.notebooks import STAGES, run_stages
 from hdb_elt.settings import MELTANO_PROJECT_DIR, stage_settings
+from hdb_elt.stage_notebooks import STAGES, run_stages
 
 pytestmark = pytest.mark.slow
 

@@ -15,11 +15,21 @@ from __future__ import annotations
 import shutil
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
+from io import StringIO
 
 import pandas as pd
+from dagster import (
+    AssetChecksDefinition,
+    AssetSelection,
+    DagsterInstance,
+    Definitions,
+    define_asset_job,
+)
 
-from hdb_elt.exercises.workspace import EXERCISES, CheckResult, Workspace
+from classroom.exercises.workspace import EXERCISES, CheckResult, Workspace
+from dagster_orchestration.definitions import defs
+from dagster_orchestration.partitions import PARTITION_TAG
 from hdb_elt.settings import temporary_environ
 from hdb_elt.warehouse import connect
 
@@ -45,8 +55,6 @@ def _quiet() -> Iterator[None]:
 def existing_checks() -> pd.DataFrame:
     """The code location's asset checks: the asset, the check, blocking or not, what it checks."""
     with _quiet():
-        from dagster_orchestration.definitions import defs
-
         rows = []
         for checks in defs.asset_checks or []:
             for spec in checks.check_specs:
@@ -64,11 +72,8 @@ def existing_checks() -> pd.DataFrame:
 def definitions_with(new_check: object):
     """The code location's definitions with ``new_check`` added, validated as ``dagster dev``
     would load them; raises with Dagster's message if they do not load."""
-    from dagster import Definitions
 
     with _quiet():
-        from dagster_orchestration.definitions import defs
-
         extra = [] if new_check is None else [new_check]
         merged = Definitions.merge(defs, Definitions(asset_checks=extra))
         Definitions.validate_loadable(merged)
@@ -106,9 +111,6 @@ def _value(value) -> str:
 
 
 def _execute(ws: Workspace, new_check, month: str, warehouse=None) -> tuple[bool, dict]:
-    from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
-
-    from dagster_orchestration.partitions import PARTITION_TAG
 
     job = define_asset_job(CHECK_JOB, selection=AssetSelection.checks(new_check))
     # The code location's settings resource reads the environment when a run starts.
@@ -117,8 +119,6 @@ def _execute(ws: Workspace, new_check, month: str, warehouse=None) -> tuple[bool
         "HDB_RESALE_DATA_DIR": str(ws.deliveries_dir),
     }
     with _quiet(), temporary_environ(where):
-        from dagster_orchestration.definitions import defs
-
         merged = Definitions.merge(defs, Definitions(asset_checks=[new_check], jobs=[job]))
         with DagsterInstance.ephemeral() as instance:
             result = merged.resolve_job_def(CHECK_JOB).execute_in_process(
@@ -166,7 +166,6 @@ def tampered_warehouse(ws: Workspace):
 def check_asset_check(ws: Workspace, new_check: object) -> CheckResult:
     """Is ``new_check`` an asset check on transform that the code location loads, passing on
     months with enough sales and failing on months with too few?"""
-    from dagster import AssetChecksDefinition
 
     result = CheckResult(EXERCISE)
     if new_check is None:
@@ -250,8 +249,6 @@ def check_asset_check(ws: Workspace, new_check: object) -> CheckResult:
 
 
 def definitions_with_quiet(new_check) -> None:
-    from contextlib import redirect_stdout
-    from io import StringIO
 
     with redirect_stdout(StringIO()):
         definitions_with(new_check)

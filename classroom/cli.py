@@ -1,7 +1,11 @@
-"""``python -m hdb_elt``: the commands behind the Makefile's targets.
+"""``python -m classroom``: the commands behind the Makefile's targets.
 
 Each command reads the settings from the environment (and ``.env``), refuses bad values up
 front, and prints what it did in a few lines a person can read.
+
+Each command imports what it needs when it runs (Dagster, dbt's helpers, the exercises), so
+``make settings`` answers at once; no cycle hides behind these imports (tests/test_architecture.py
+reads them too).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import sys
 from collections.abc import Callable
 
 from hdb_elt.settings import Settings, SettingsError, display_path, load_settings
+from hdb_elt.stage_notebooks import STAGES
 
 
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
@@ -34,7 +39,7 @@ def cmd_extract_load(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """Run the pipeline for the window, headless, and print a summary."""
-    from dagster_orchestration.run import run_pipeline
+    from classroom.runner import run_pipeline
 
     return run_pipeline(settings)
 
@@ -49,16 +54,42 @@ def cmd_download(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
     """Restore the reference state after a stage, or reset an exercise's workspace."""
-    from hdb_elt.checkpoints import checkpoint_command
+    from classroom.checkpoints import restore_stage, stage_name
+    from classroom.exercises import EXERCISES, reset_workspace
 
-    return checkpoint_command(settings, args.stage, args.exercise)
+    stage, exercise = args.stage, args.exercise
+    if exercise:
+        ws = reset_workspace(exercise)
+        print(ws.describe())
+        print(
+            f"The workspace is as the exercise starts. Open "
+            f"notebooks/exercises/{ws.exercise.name}.ipynb and run it from the top."
+        )
+        return 0
+    if stage:
+        stage = stage_name(stage)
+        print(f"Restoring the state after {stage} for {settings.describe()}...")
+        checkpoint, backup = restore_stage(settings, stage)
+        print(f"Done: the warehouse now holds {checkpoint.describe()}.")
+        if backup is not None:
+            print(f"Your previous warehouse is kept as {display_path(backup)}.")
+        following = STAGES[STAGES.index(stage) + 1 :]
+        if following:
+            print(f"Next: notebooks/{following[0]}.ipynb.")
+        return 0
+    print("Say what to restore:")
+    print("  make checkpoint STAGE=<stage>        the warehouse as it is after that stage notebook")
+    print("      stages: " + ", ".join(s.split("_", 1)[1] for s in STAGES))
+    print("  make checkpoint EXERCISE=<exercise>  an exercise's workspace as the exercise starts")
+    print("      exercises: " + ", ".join(EXERCISES))
+    return 2
 
 
 def cmd_synthesize(settings: Settings, args: argparse.Namespace) -> int:
     """Write synthetic deliveries (the 2023 months spread over 1990..2025) for the benchmark."""
     from pathlib import Path
 
-    from hdb_elt.notebooks import REFERENCE_DELIVERIES
+    from classroom.reference_outputs import REFERENCE_DELIVERIES
     from hdb_elt.synthetic import synthesize
 
     source = Path(args.source) if args.source else (settings.data_dir or REFERENCE_DELIVERIES)
@@ -83,7 +114,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hdb_elt", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m classroom", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, handler in COMMANDS.items():
         command = sub.add_parser(name, help=(handler.__doc__ or "").splitlines()[0])
@@ -107,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "doctor":
         # Bad settings are one of the doctor's findings, not a reason to stop before it runs.
-        from hdb_elt.doctor import main as doctor
+        from classroom.doctor import main as doctor
 
         return doctor()
     try:
@@ -118,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:
         # Errors of this project carry a message written for a person; show it, not a traceback.
-        if type(exc).__module__.startswith(("hdb_elt", "tap_hdb_resale")):
+        if type(exc).__module__.startswith(("hdb_elt", "classroom", "tap_hdb_resale")):
             print(f"\n{type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
         raise

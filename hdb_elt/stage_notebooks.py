@@ -2,14 +2,11 @@
 
 ``run_stages`` executes the notebooks with papermill, injecting the window into each one's
 ``parameters`` cell, and keeps every executed copy in a run folder: the record of what ran.
-``refresh_committed`` re-executes the notebooks in place on the reference deliveries and a
-fresh warehouse, so the outputs committed with them (which ``pytest --nbval`` compares) are
-the workbook's reference outputs.
+(``classroom.reference_outputs`` re-executes them in place to refresh their committed outputs.)
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,10 +17,8 @@ from pathlib import Path
 from hdb_elt.settings import (
     DATA_DIR,
     NOTEBOOKS_DIR,
-    SNAPSHOT_DIR,
     Settings,
     display_path,
-    temporary_environ,
 )
 
 STAGES = ("01_extract_load", "02_validate", "03_transform", "04_test", "05_report")
@@ -32,9 +27,6 @@ STAGES = ("01_extract_load", "02_validate", "03_transform", "04_test", "05_repor
 LESSONS = ("06_orchestrate",)
 RUNS_DIR = DATA_DIR / "runs"
 KERNEL = "python3"
-# The committed outputs come from the bundled 2023 snapshot (the same bytes as the reference
-# deliveries in ../shared/data/hdb_resale/monthly/).
-REFERENCE_DELIVERIES = SNAPSHOT_DIR
 
 
 class StageFailed(RuntimeError):
@@ -150,55 +142,3 @@ def run_stages(
 ) -> list[StageRun]:
     """Run the stage notebooks in order for the settings' window; stop at the first failure."""
     return list(iter_stages(settings, run_dir, stages))
-
-
-@contextmanager
-def reference_environment() -> Iterator[Path]:
-    """Point the settings at the reference deliveries and a new warehouse (yields its path)."""
-    if not any(REFERENCE_DELIVERIES.glob("*.csv")):
-        raise FileNotFoundError(
-            f"The reference deliveries are not in {REFERENCE_DELIVERIES}: the committed outputs "
-            "come from them."
-        )
-    with tempfile.TemporaryDirectory(prefix="hdb-reference-") as tmp:
-        warehouse = Path(tmp) / "warehouse" / "hdb_resale.duckdb"
-        reference = {
-            "HDB_RESALE_DATA_DIR": str(REFERENCE_DELIVERIES),
-            "HDB_WAREHOUSE_PATH": str(warehouse),
-            "HDB_START_MONTH": "2023-01",
-            "HDB_END_MONTH": "2023-12",
-            "HDB_LOOKBACK_MONTHS": "1",
-        }
-        with temporary_environ(reference):
-            yield warehouse
-
-
-def refresh_committed(stages: Sequence[str] = STAGES + LESSONS, timeout: int = 900) -> None:
-    """Re-execute the numbered notebooks in place, on the reference data, in a fresh warehouse.
-
-    The stages before the last one asked for run too (a stage needs what the earlier ones
-    built), but only the notebooks asked for are written back. A lesson (``06_orchestrate``)
-    needs no stage before it.
-    """
-    import nbformat
-    from nbclient import NotebookClient
-
-    asked = [s for s in stages if s in STAGES]
-    last = max((STAGES.index(stage) for stage in asked), default=-1)
-    with reference_environment():
-        for stage in [*STAGES[: last + 1], *(s for s in stages if s in LESSONS)]:
-            path = stage_path(stage)
-            notebook = nbformat.read(path, as_version=4)
-            started = time.perf_counter()
-            NotebookClient(
-                notebook,
-                timeout=timeout,
-                kernel_name=KERNEL,
-                resources={"metadata": {"path": str(NOTEBOOKS_DIR)}},
-            ).execute()
-            seconds = time.perf_counter() - started
-            if stage in stages:
-                nbformat.write(notebook, path)
-                print(f"{path.name}: executed in {seconds:.1f} s and saved")
-            else:
-                print(f"{path.name}: executed in {seconds:.1f} s (prerequisite, not saved)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import yaml
 
-from hdb_elt.exercises.workspace import EXERCISES, CheckResult, Workspace
+from classroom.exercises.workspace import EXERCISES, CheckResult, Workspace
 
 EXERCISE = EXERCISES["02_add_a_dbt_model"]
 MODEL = "agg_storey_band_prices"

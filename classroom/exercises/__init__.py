@@ -8,7 +8,7 @@ still missing, and gives a hint. The checks are tested Python, so the notebooks 
 
 from __future__ import annotations
 
-from hdb_elt.exercises.workspace import (
+from classroom.exercises.workspace import (
     EXERCISES,
     CheckResult,
     DbtRun,

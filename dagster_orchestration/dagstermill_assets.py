@@ -42,8 +42,8 @@ from dagster_orchestration.records import (
     record_metadata,
     window_label,
 )
-from hdb_elt.notebooks import stage_path
 from hdb_elt.settings import REPO_ROOT, Settings
+from hdb_elt.stage_notebooks import stage_path
 
 VALUES_TAG = "injected-by-dagster"
 NOTEBOOK_IO_MANAGER = "output_notebook_io_manager"

@@ -14,12 +14,13 @@ import traceback
 
 import pandas as pd
 
-from hdb_elt.exercises.workspace import EXERCISES, CheckResult, Workspace
+from classroom.exercises.workspace import EXERCISES, CheckResult, Workspace
 from hdb_elt.validation import (
     RULES,
     THRESHOLD_RULE,
     Rule,
     ValidationBlocked,
+    Window,
     raise_if_blocked,
     read_deliveries,
     validate_load,
@@ -201,7 +202,6 @@ def _unknown_columns(rule: Rule, ws: Workspace, rows: pd.DataFrame) -> list[str]
 
 
 def _window(ws: Workspace):
-    from hdb_elt.validation import Window
 
     return Window(ws.settings.start_month, ws.settings.end_month)
 

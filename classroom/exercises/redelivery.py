@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from hdb_elt.exercises.workspace import EXERCISES, CheckResult, Workspace
+from classroom.exercises.workspace import EXERCISES, CheckResult, Workspace
 from hdb_elt.warehouse import LATEST_DELIVERIES, query_df
 
 EXERCISE = EXERCISES["04_redeliver_a_month"]

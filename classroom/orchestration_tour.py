@@ -26,12 +26,12 @@ from IPython.display import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from classroom.checkpoints import find_deliveries, tool_env
+from classroom.runner import RUNNING, RunOutcome, execute
 from dagster_orchestration.constants import JOB_NAME, SCHEDULE_CRON, SENSOR_INTERVAL_SECONDS
 from dagster_orchestration.definitions import defs
 from dagster_orchestration.home import prepare_home
 from dagster_orchestration.partitions import monthly_partitions
-from dagster_orchestration.run import RUNNING, RunOutcome, execute
-from hdb_elt.checkpoints import find_deliveries, tool_env
 from hdb_elt.settings import Settings, temporary_environ
 
 DELIVERY = "resale-flat-prices-{month}.csv"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hdb_elt.checkpoints import Checkpoint, build_checkpoint, copy_state, copy_warehouse, tool_env
+from classroom.checkpoints import Checkpoint, build_checkpoint, copy_state, copy_warehouse, tool_env
 from hdb_elt.settings import (
     DATA_DIR,
     DBT_PROJECT_DIR,

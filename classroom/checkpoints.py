@@ -10,7 +10,7 @@ builds a new one; otherwise it is restored by copying files.
 
 Two uses:
 
-- every classroom exercise starts from one (:func:`hdb_elt.exercises.workspace`);
+- every classroom exercise starts from one (:func:`classroom.exercises.workspace`);
 - a learner whose warehouse is broken, or who wants to jump ahead, restores the state after a
   stage into their own warehouse: ``make checkpoint STAGE=validate`` then opens notebook 03.
 
@@ -31,8 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from classroom.reference_outputs import REFERENCE_DELIVERIES
+from hdb_elt.extract_load import latest_delivery_counts, meltano_env, meltano_executable, state_id
 from hdb_elt.months import Month
-from hdb_elt.notebooks import REFERENCE_DELIVERIES, STAGES, StageFailed, run_stages
 from hdb_elt.settings import (
     DATA_DIR,
     MELTANO_PROJECT_DIR,
@@ -46,6 +47,8 @@ from hdb_elt.settings import (
     resolve_path,
     stage_settings,
 )
+from hdb_elt.stage_notebooks import STAGES, StageFailed, run_stages
+from hdb_elt.warehouse import ensure_warehouse
 
 CHECKPOINTS_ENV = "HDB_CHECKPOINTS_DIR"
 DEFAULT_CHECKPOINTS_DIR = DATA_DIR / "checkpoints"
@@ -281,7 +284,7 @@ def _run_stages_apart(checkpoint: Checkpoint, stages: list[str]) -> None:
         "stages": stages,
     }
     completed = subprocess.run(
-        [sys.executable, "-m", "hdb_elt.checkpoints", json.dumps(job)],
+        [sys.executable, "-m", "classroom.checkpoints", json.dumps(job)],
         env={**os.environ, **tool_env(checkpoint.path)},
         capture_output=True,
         text=True,
@@ -308,8 +311,6 @@ def _build_in_this_process(job: dict) -> int:
 
 
 def _raw_rows(warehouse: Path) -> dict[str, int]:
-    from hdb_elt.extract_load import latest_delivery_counts
-
     return latest_delivery_counts(warehouse)
 
 
@@ -349,9 +350,6 @@ def copy_state(checkpoint: Checkpoint, state_dir: Path) -> None:
 
 def set_meltano_state(settings: Settings, state: dict) -> None:
     """Give the settings' warehouse this Meltano state, in whatever backend Meltano uses."""
-    from hdb_elt.extract_load import meltano_env, meltano_executable, state_id
-    from hdb_elt.warehouse import ensure_warehouse
-
     completed = subprocess.run(
         [
             meltano_executable(),
@@ -395,40 +393,6 @@ def restore_stage(settings: Settings, stage: str) -> tuple[Checkpoint, Path | No
     if state is not None:
         set_meltano_state(settings, state)
     return checkpoint, backup
-
-
-# --- the command -------------------------------------------------------------------------------
-
-
-def checkpoint_command(settings: Settings, stage: str | None, exercise: str | None) -> int:
-    """``python -m hdb_elt checkpoint``: restore a stage's state, or reset an exercise."""
-    from hdb_elt.exercises import EXERCISES, reset_workspace
-
-    if exercise:
-        ws = reset_workspace(exercise)
-        print(ws.describe())
-        print(
-            f"The workspace is as the exercise starts. Open "
-            f"notebooks/exercises/{ws.exercise.name}.ipynb and run it from the top."
-        )
-        return 0
-    if stage:
-        stage = stage_name(stage)
-        print(f"Restoring the state after {stage} for {settings.describe()}...")
-        checkpoint, backup = restore_stage(settings, stage)
-        print(f"Done: the warehouse now holds {checkpoint.describe()}.")
-        if backup is not None:
-            print(f"Your previous warehouse is kept as {display_path(backup)}.")
-        following = STAGES[STAGES.index(stage) + 1 :]
-        if following:
-            print(f"Next: notebooks/{following[0]}.ipynb.")
-        return 0
-    print("Say what to restore:")
-    print("  make checkpoint STAGE=<stage>        the warehouse as it is after that stage notebook")
-    print("      stages: " + ", ".join(s.split("_", 1)[1] for s in STAGES))
-    print("  make checkpoint EXERCISE=<exercise>  an exercise's workspace as the exercise starts")
-    print("      exercises: " + ", ".join(EXERCISES))
-    return 2
 
 
 if __name__ == "__main__":

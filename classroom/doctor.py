@@ -29,6 +29,7 @@ from pathlib import Path
 from tap_hdb_resale.deliveries import find_deliveries
 
 from hdb_elt.settings import (
+    DATASET_ID,
     MELTANO_PROJECT_DIR,
     REPO_ROOT,
     Settings,
@@ -36,11 +37,12 @@ from hdb_elt.settings import (
     display_path,
     load_settings,
 )
+from hdb_elt.warehouse import WarehouseLockedError, open_warehouse
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 LOCKFILE = REPO_ROOT / "requirements.lock"
-NOTEBOOK_KERNEL = "python3"  # the kernelspec every stage notebook names (hdb_elt.notebooks)
+NOTEBOOK_KERNEL = "python3"  # the kernelspec every stage notebook names (hdb_elt.stage_notebooks)
 PLUGINS = {
     # plugin: (folder under meltano/.meltano, the packages whose pins matter in its venv)
     "tap-hdb-resale": ("extractors", ("singer-sdk", "requests")),
@@ -323,7 +325,6 @@ def check_duckdb(warehouse: Path, users: dict[str, Path] | None = None) -> Check
 
 def check_lock(warehouse: Path) -> Check:
     """Whether a run could write the warehouse now, and if not, who holds it."""
-    from hdb_elt.warehouse import WarehouseLockedError, open_warehouse
 
     if not warehouse.exists():
         return Check("warehouse lock", OK, f"no warehouse at {display_path(warehouse)} yet")
@@ -406,8 +407,6 @@ def _readable(path: Path) -> bool:
 
 def _check_api(settings: Settings, get: Callable[..., object] | None) -> Check:
     import requests
-
-    from hdb_elt.settings import DATASET_ID
 
     get = get or requests.get
     headers = {"x-api-key": settings.api_key} if settings.api_key else {}

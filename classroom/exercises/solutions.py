@@ -15,15 +15,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from hdb_elt.checkpoints import CHECKPOINTS_ENV
-from hdb_elt.exercises.workspace import (
+from nbclient import NotebookClient
+
+from classroom.checkpoints import CHECKPOINTS_ENV
+from classroom.exercises.workspace import (
     DEFAULT_EXERCISES_DIR,
     EXERCISES,
     EXERCISES_ENV,
     exercise,
 )
-from hdb_elt.notebooks import KERNEL, reference_environment
+from classroom.reference_outputs import reference_environment
 from hdb_elt.settings import NOTEBOOKS_DIR, display_path, temporary_environ
+from hdb_elt.stage_notebooks import KERNEL
 
 EXERCISE_NOTEBOOKS_DIR = NOTEBOOKS_DIR / "exercises"
 SOLUTIONS_DIR = EXERCISE_NOTEBOOKS_DIR / "solutions"
@@ -53,7 +56,6 @@ def scratch_exercises() -> Iterator[Path]:
 def refresh_solutions(names: Sequence[str] | None = None, timeout: int = 900) -> None:
     """Re-execute solution notebooks in place on the reference deliveries, and save them."""
     import nbformat
-    from nbclient import NotebookClient
 
     chosen = [exercise(n).name for n in names] if names else list(EXERCISES)
     with reference_environment(), scratch_exercises() as scratch:

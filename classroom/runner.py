@@ -6,8 +6,8 @@ later in ``make dev``. By default the window is one run over the range of its mo
 partitions: Dagster marks each month materialized, and the notebooks start once instead of
 once per month. ``per_month=True`` starts one run per month, as a backfill from the UI does.
 
-    python -m dagster_orchestration.run                # the configured window, one run
-    python -m dagster_orchestration.run --per-month    # one run per month
+    python -m classroom.runner                # the configured window, one run
+    python -m classroom.runner --per-month    # one run per month
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dagster import DagsterEventType, DagsterInstance, RunsFilter, execute_job, reconstructable
+
 from dagster_orchestration.constants import records_dir
+from dagster_orchestration.definitions import pipeline_job
 from dagster_orchestration.home import prepare_home
 from dagster_orchestration.partitions import (
     PARTITION_TAG,
@@ -125,7 +128,6 @@ class StageProgress:
                 return
 
     def poll(self) -> None:
-        from dagster import DagsterEventType, RunsFilter
 
         if self.run_id is None:
             ids = self.instance.get_run_ids(RunsFilter(tags={PROGRESS_TAG: self.token}), limit=1)
@@ -167,9 +169,6 @@ def execute(
 ) -> RunOutcome:
     """Run the job for ``start``..``end`` in this process; never raises for a failed stage.
     With ``progress``, each stage is said as it starts and ends."""
-    from dagster import DagsterEventType, execute_job, reconstructable
-
-    from dagster_orchestration.definitions import pipeline_job
 
     started = time.perf_counter()
     token = uuid.uuid4().hex
@@ -234,7 +233,6 @@ def run_windows(
     """Run the window (one run, or one per month), yielding each run as it ends; the runs
     after a failed one still run (each month stands alone). ``progress`` hears each stage as
     it starts and ends."""
-    from dagster import DagsterInstance
 
     # The notebooks' kernels and the processes they start read the settings from here.
     os.environ.update(settings.child_env())
@@ -314,9 +312,7 @@ def run_pipeline(settings: Settings, *, per_month: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dagster_orchestration.run", description=__doc__
-    )
+    parser = argparse.ArgumentParser(prog="python -m classroom.runner", description=__doc__)
     parser.add_argument("--per-month", action="store_true", help="one run per month")
     args = parser.parse_args(argv)
     try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from hdb_elt.exercises.workspace import EXERCISES, CheckResult, Workspace
+from classroom.exercises.workspace import EXERCISES, CheckResult, Workspace
 
 EXERCISE = EXERCISES["03_write_a_dbt_unit_test"]
 MODEL = "stg_hdb__resale_flat_prices"

@@ -13,15 +13,20 @@ from __future__ import annotations
 import shutil
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 
 import nbformat
 import pandas as pd
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from hdb_elt.checkpoints import find_deliveries
-from hdb_elt.exercises.workspace import EXERCISES, CheckResult, Workspace
+from classroom.checkpoints import find_deliveries
+from classroom.exercises.workspace import EXERCISES, CheckResult, Workspace
+from classroom.runner import RUNNING, execute
+from dagster_orchestration.home import prepare_home
+from dagster_orchestration.partitions import PARTITION_TAG, is_partition, run_months
 
 EXERCISE = EXERCISES["05_backfill_in_dagster"]
 GOOD, BAD = "2023-03", "2023-04"
@@ -34,9 +39,6 @@ HIDDEN_TAGS = ("parameters", "injected-parameters", "injected-by-dagster", "inje
 @contextmanager
 def instance(ws: Workspace) -> Iterator:
     """The workspace's Dagster instance (its DAGSTER_HOME, with the project's dagster.yaml)."""
-    from dagster import DagsterInstance
-
-    from dagster_orchestration.home import prepare_home
 
     home = prepare_home(ws.dagster_home)
     with DagsterInstance.from_config(str(home)) as dagster:
@@ -70,7 +72,6 @@ def _rows(path: Path) -> int:
 
 def materialized(ws: Workspace) -> pd.DataFrame:
     """Each stage asset and the monthly partitions the workspace's instance has materialized."""
-    from dagster import AssetKey
 
     with instance(ws) as dagster:
         rows = [
@@ -97,8 +98,6 @@ def backfill(ws: Workspace, months: object) -> list:
         return []
     if isinstance(months, str) or not all(isinstance(m, str) for m in months):
         raise TypeError("backfill_months must be a list of months, such as ['2023-01'].")
-    from dagster_orchestration.partitions import is_partition
-    from dagster_orchestration.run import RUNNING, execute
 
     wrong = [m for m in months if not is_partition(m)]
     if wrong:
@@ -143,9 +142,6 @@ class FailedRun:
 
 def failed_runs(ws: Workspace) -> list[FailedRun]:
     """The workspace's failed runs, oldest first, with the stage that failed and its notebook."""
-    from dagster import DagsterRunStatus, RunsFilter
-
-    from dagster_orchestration.partitions import run_months
 
     found = []
     with instance(ws) as dagster:
@@ -212,9 +208,6 @@ def _indent(text: str, max_lines: int) -> str:
 
 
 def _truth(ws: Workspace) -> dict:
-    from dagster import AssetKey, RunsFilter
-
-    from dagster_orchestration.partitions import PARTITION_TAG
 
     with instance(ws) as dagster:
         runs = {
@@ -235,8 +228,6 @@ def _truth(ws: Workspace) -> dict:
 
 
 def failed_runs_quiet(ws: Workspace) -> list[FailedRun]:
-    from contextlib import redirect_stdout
-    from io import StringIO
 
     with redirect_stdout(StringIO()):
         return failed_runs(ws)
