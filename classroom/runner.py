@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +36,13 @@ from dagster_orchestration.partitions import (
 )
 from dagster_orchestration.records import run_folder, window_label
 from hdb_elt.extract_load import latest_delivery_counts
-from hdb_elt.settings import Settings, SettingsError, display_path, load_settings
+from hdb_elt.settings import (
+    Settings,
+    SettingsError,
+    display_path,
+    load_settings,
+    temporary_environ,
+)
 from hdb_elt.warehouse import connect
 
 STAGE_ORDER = ("extract_load", "validate", "transform", "test", "report")
@@ -164,22 +170,40 @@ class StageProgress:
             self.out(f"  {step:<13} {status:<8} {seconds:5.1f} s")
 
 
+def run_config(settings: Settings | None) -> dict:
+    """The job's run config: Dagster's console quiet, and the settings resource pointed at the
+    settings' warehouse and deliveries (None: as the environment says, when the run starts)."""
+    config: dict = dict(QUIET)
+    if settings is not None:
+        where = {"warehouse_path": str(settings.warehouse_path)}
+        if settings.data_dir is not None:
+            where["data_dir"] = str(settings.data_dir)
+        config["resources"] = {"settings": {"config": where}}
+    return config
+
+
 def execute(
-    start: str, end: str, instance, progress: Callable[[str], None] | None = None
+    start: str,
+    end: str,
+    instance,
+    progress: Callable[[str], None] | None = None,
+    settings: Settings | None = None,
 ) -> RunOutcome:
     """Run the job for ``start``..``end`` in this process; never raises for a failed stage.
-    With ``progress``, each stage is said as it starts and ends."""
+    With ``progress``, each stage is said as it starts and ends. The months reach the run
+    only through its partition tags; ``settings`` (if given) name its warehouse and deliveries.
+    """
 
     started = time.perf_counter()
     token = uuid.uuid4().hex
     tags = {**partition_tags(start, end), PROGRESS_TAG: token}
     if progress is not None:
         progress(f"Run over {window_label(start, end)}: started")
-    with StageProgress(instance, token, progress) if progress else _nothing():
+    with StageProgress(instance, token, progress) if progress else nullcontext():
         result = execute_job(
             reconstructable(pipeline_job),
             instance=instance,
-            run_config=QUIET,
+            run_config=run_config(settings),
             tags=tags,
             raise_on_error=False,
         )
@@ -218,11 +242,6 @@ def execute(
     return outcome
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
 def run_windows(
     settings: Settings,
     *,
@@ -234,18 +253,25 @@ def run_windows(
     after a failed one still run (each month stands alone). ``progress`` hears each stage as
     it starts and ends."""
 
-    # The notebooks' kernels and the processes they start read the settings from here.
-    os.environ.update(settings.child_env())
-    os.environ.setdefault("TQDM_DISABLE", "1")  # papermill's progress bars, in a headless run
     planned = windows(settings, per_month)
-    if instance is None:
-        prepare_home()
-        with DagsterInstance.get() as owned:
-            for start, end in planned:
-                yield execute(start, end, owned, progress)
-    else:
+    # Each run's months travel in its partition tags, its warehouse and deliveries in the
+    # settings resource's config (run_config); nothing about the window is put in os.environ.
+    # papermill's progress bars stay off in a headless run.
+    quiet = {"TQDM_DISABLE": os.environ.get("TQDM_DISABLE", "1")}
+    with temporary_environ(quiet), _instance(instance) as dagster:
         for start, end in planned:
-            yield execute(start, end, instance, progress)
+            yield execute(start, end, dagster, progress, settings)
+
+
+@contextmanager
+def _instance(instance) -> Iterator:
+    """``instance`` as it is, or the project's own instance (``DAGSTER_HOME``) for the block."""
+    if instance is not None:
+        yield instance
+        return
+    prepare_home()
+    with DagsterInstance.get() as owned:
+        yield owned
 
 
 def describe(outcome: RunOutcome, out: Callable[[str], None] = print) -> None:

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from dagster_orchestration.records import (
     record_metadata,
     window_label,
 )
-from hdb_elt.settings import REPO_ROOT, Settings
+from hdb_elt.settings import REPO_ROOT, Settings, temporary_environ
 from hdb_elt.stage_notebooks import stage_path
 
 VALUES_TAG = "injected-by-dagster"
@@ -197,18 +196,10 @@ def execute_stage_notebook(
     return executed
 
 
-@contextmanager
-def _kernel_warnings() -> Iterator[None]:
+def _kernel_warnings():
     """PYTHONWARNINGS for the kernel dagstermill starts (it inherits this environment)."""
     before = os.environ.get("PYTHONWARNINGS")
-    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [before, *KERNEL_WARNINGS]))
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("PYTHONWARNINGS", None)
-        else:
-            os.environ["PYTHONWARNINGS"] = before
+    return temporary_environ({"PYTHONWARNINGS": ",".join(filter(None, [before, *KERNEL_WARNINGS]))})
 
 
 def _stage_failure(step_context, stage: str, window: str, out_dir: Path, error: Exception):

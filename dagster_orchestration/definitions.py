@@ -35,7 +35,10 @@ defs = Definitions(
         "settings": HdbSettings(),
         NOTEBOOK_IO_MANAGER: RecordedNotebookIOManager(),
     },
-    # Runs started from the asset graph run in one process too (see jobs.py).
+    # The in-process executor, for the job and for runs started from the asset graph: the
+    # stages run one after the other anyway (each waits for the one before), so a process per
+    # step (Dagster's default) would only add start-up time; each notebook still runs in its
+    # own kernel.
     executor=in_process_executor,
 )
 

@@ -15,7 +15,6 @@ from classroom.checkpoints import (
     CHECKPOINTS_ENV,
     CheckpointError,
     build_checkpoint,
-    checkpoint_command,
     checkpoint_key,
     find_deliveries,
     restore_stage,
@@ -156,7 +155,7 @@ def test_an_exercise_workspace_is_reset_by_the_command(cache: Path, capsys) -> N
     ws = workspace("02", activate=False)
     learner_file = ws.dbt_project_dir / "models" / "marts" / "broken.sql"
     learner_file.write_text("select from nowhere")
-    assert checkpoint_command(None, None, "02") == 0  # settings are not needed for an exercise
+    assert cli.main(["checkpoint", "--exercise", "02"]) == 0
     assert not learner_file.exists()
     assert (ws.dbt_project_dir / "models" / "marts" / "fct_resale_transactions.sql").is_file()
     assert "notebooks/exercises/02_add_a_dbt_model.ipynb" in capsys.readouterr().out
