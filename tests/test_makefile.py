@@ -45,14 +45,14 @@ def test_every_target_the_readme_names_exists() -> None:
 @pytest.mark.parametrize(
     ("words", "command"),
     [
-        (["checkpoint", "STAGE=validate"], "-m hdb_elt checkpoint --stage validate"),
+        (["checkpoint", "STAGE=validate"], "-m classroom checkpoint --stage validate"),
         (
             ["checkpoint", "EXERCISE=01_add_a_validation_rule"],
-            "-m hdb_elt checkpoint --exercise 01_add_a_validation_rule",
+            "-m classroom checkpoint --exercise 01_add_a_validation_rule",
         ),
-        (["doctor"], "-m hdb_elt doctor"),
-        (["run"], "-m hdb_elt run"),
-        (["data"], "-m hdb_elt download"),
+        (["doctor"], "-m classroom doctor"),
+        (["run"], "-m classroom run"),
+        (["data"], "-m classroom download"),
     ],
 )
 def test_a_target_runs_its_command(words: list[str], command: str) -> None:
@@ -60,7 +60,7 @@ def test_a_target_runs_its_command(words: list[str], command: str) -> None:
 
 
 def test_checkpoint_without_a_name_asks_for_one() -> None:
-    assert re.search(r"-m hdb_elt checkpoint\s*$", recipe("checkpoint"), re.MULTILINE)
+    assert re.search(r"-m classroom checkpoint\s*$", recipe("checkpoint"), re.MULTILINE)
 
 
 def test_clean_keeps_the_deliveries_and_the_environment() -> None:
