@@ -10,6 +10,7 @@ a reader has to untangle.
 from __future__ import annotations
 
 import ast
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,30 @@ def test_no_module_is_longer_than_a_reader_can_hold(package):
         if (lines := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_the_readme_layout_names_every_top_level_folder():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.split("## Repository layout", 1)[1].split("\n## ", 1)[0]
+    named = {
+        line.split("`")[1].split("/")[0] for line in layout.splitlines() if line.startswith("| `")
+    }
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    folders = {path.split("/")[0] for path in tracked if "/" in path}
+    folders -= {".github"}  # nothing a learner opens
+    assert named == folders
+
+
+def test_the_architecture_note_names_every_module():
+    note = (ROOT / "docs" / "architecture.md").read_text()
+    missing = sorted(
+        f"{package}/{path.relative_to(ROOT / package)}"
+        for package in TIERS
+        for path in (ROOT / package).rglob("*.py")
+        if path.name not in ("__init__.py", "__main__.py")
+        and path.parent.name not in ("exercises", "stages", "validation")
+        and path.name not in note
+    )
+    assert not missing, f"docs/architecture.md does not name: {missing}"
