@@ -30,20 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tap_hdb_resale.months import MonthError, parse_month
+from tap_hdb_resale.resources import COLUMNS
 
-COLUMNS = (
-    "month",
-    "town",
-    "flat_type",
-    "block",
-    "street_name",
-    "storey_range",
-    "floor_area_sqm",
-    "flat_model",
-    "lease_commence_date",
-    "remaining_lease",
-    "resale_price",
-)
 NUMERIC_COLUMNS = ("floor_area_sqm", "resale_price")
 
 _NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")
