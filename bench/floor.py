@@ -43,7 +43,6 @@ from hdb_elt.validation import (
 )
 from hdb_elt.warehouse import SOURCE_COLUMNS
 
-STAGES = ("extract_load", "validate", "transform", "test", "report")
 SEEDS = DBT_PROJECT_DIR / "seeds"
 
 

@@ -45,15 +45,12 @@ import psutil
 
 from bench.measure import measure
 from hdb_elt.settings import DATA_DIR, REPO_ROOT, stage_settings
-from hdb_elt.stage_notebooks import STAGES, iter_stages
+from hdb_elt.stage_notebooks import STAGE_NAMES, iter_stages, stage_name
 from hdb_elt.synthetic import DEFAULT_END, DEFAULT_START, ensure_synthesis
 
 SHARED = (REPO_ROOT / ".." / "shared" / "data" / "hdb_resale" / "monthly").resolve()
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 SYNTHETIC_DIR = DATA_DIR / "bench"
-STAGE_NAMES = dict(
-    zip(STAGES, ("extract_load", "validate", "transform", "test", "report"), strict=True)
-)
 PIPELINE_PATH = "papermill: the five notebooks (hdb_elt.stage_notebooks.run_stages)"
 FLOOR_PATH = "DuckDB only, one process (bench.floor)"
 DAGSTER_PATH = "Dagster in process, as make run (bench.dagster)"
@@ -132,7 +129,7 @@ def run_pipeline_once(point: Point, data_dir: Path, work: Path) -> dict:
             break
         run = measured.result
         cells = cell_seconds(run.notebook)
-        figures[STAGE_NAMES[run.stage]] = {
+        figures[stage_name(run.stage)] = {
             "seconds": measured.seconds,
             "work_s": cells,
             "overhead_s": max(measured.seconds - cells, 0.0),
@@ -176,12 +173,12 @@ def run_floor_once(point: Point, data_dir: Path, work: Path) -> dict:
 
 def summarise_stages(runs: list[dict], keys: Sequence[str]) -> dict:
     stages = {}
-    for stage in STAGE_NAMES.values():
+    for stage in STAGE_NAMES:
         stages[stage] = {
             key: spread([run[stage][key] for run in runs]) for key in keys if key != "peak_rss_mib"
         }
         stages[stage]["peak_rss_mib"] = max(run[stage]["peak_rss_mib"] for run in runs)
-    totals = [sum(run[stage]["seconds"] for stage in STAGE_NAMES.values()) for run in runs]
+    totals = [sum(run[stage]["seconds"] for stage in STAGE_NAMES) for run in runs]
     return {
         "stages": stages,
         "total_s": spread(totals),
@@ -196,10 +193,7 @@ def bench_point(point: Point, reference: Path, repeat: int, log: Callable[[str],
         with tempfile.TemporaryDirectory(prefix=f"bench-{point.name}-") as tmp:
             log(f"{point.label}: pipeline, run {attempt}/{repeat} ...")
             pipeline_runs.append(run_pipeline_once(point, data_dir, Path(tmp)))
-            log(
-                f"  {sum(pipeline_runs[-1][s]['seconds'] for s in STAGE_NAMES.values()):.1f} s; "
-                f"floor ..."
-            )
+            log(f"  {sum(pipeline_runs[-1][s]['seconds'] for s in STAGE_NAMES):.1f} s; floor ...")
             floor_runs.append(run_floor_once(point, data_dir, Path(tmp)))
             log(f"  floor {floor_runs[-1]['total_s']:.1f} s (load {loadavg()[0]})")
     pipeline = summarise_stages(pipeline_runs, ("seconds", "work_s", "overhead_s"))
@@ -216,7 +210,7 @@ def bench_point(point: Point, reference: Path, repeat: int, log: Callable[[str],
     ratios = {
         stage: pipeline["stages"][stage]["seconds"]["median"]
         / max(floor["stages"][stage]["seconds"]["median"], 1e-3)
-        for stage in STAGE_NAMES.values()
+        for stage in STAGE_NAMES
     }
     ratios["total"] = pipeline["total_s"]["median"] / floor["total_s"]["median"]
     el = pipeline["stages"]["extract_load"]["seconds"]["median"]
@@ -325,7 +319,7 @@ def slopes(points: list[dict]) -> dict | None:
         "floor": fit(rows, [p["floor"]["total_s"]["median"] for p in used]),
         "stages": {
             stage: fit(rows, [p["pipeline"]["stages"][stage]["seconds"]["median"] for p in used])
-            for stage in STAGE_NAMES.values()
+            for stage in STAGE_NAMES
         },
     }
     return result
@@ -413,7 +407,7 @@ def markdown(result: dict) -> str:
     ]
     for point in result["points"]:
         pipe, floor = point["pipeline"], point["floor"]
-        for stage in (*STAGE_NAMES.values(), "total"):
+        for stage in (*STAGE_NAMES, "total"):
             if stage == "total":
                 seconds, work = pipe["total_s"], None
                 peak, fsec, fpeak = pipe["peak_rss_mib"], floor["total_s"]["median"], None

@@ -47,7 +47,7 @@ from hdb_elt.settings import (
     resolve_path,
     stage_settings,
 )
-from hdb_elt.stage_notebooks import STAGES, StageFailed, run_stages
+from hdb_elt.stage_notebooks import STAGE_NAMES, STAGES, StageFailed, run_stages
 from hdb_elt.warehouse import ensure_warehouse
 
 CHECKPOINTS_ENV = "HDB_CHECKPOINTS_DIR"
@@ -94,7 +94,7 @@ def stage_name(value: str) -> str:
         number, name = stage.split("_", 1)
         if text in (stage, number, name, str(int(number))):
             return stage
-    choices = ", ".join(stage.split("_", 1)[1] for stage in STAGES)
+    choices = ", ".join(STAGE_NAMES)
     raise CheckpointError(f"{value!r} is not a stage: expected one of {choices}.")
 
 
@@ -133,7 +133,7 @@ class Checkpoint:
     def describe(self) -> str:
         """One line, no paths: which stages ran on which months."""
         last = STAGES.index(self.stage)
-        stages = ", ".join(s.split("_", 1)[1] for s in STAGES[: last + 1])
+        stages = ", ".join(STAGE_NAMES[: last + 1])
         return f"the reference state after {stages} for {self.start_month}..{self.end_month}"
 
     def meltano_state(self) -> dict | None:

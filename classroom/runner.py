@@ -37,9 +37,10 @@ from dagster_orchestration.partitions import (
 from dagster_orchestration.records import run_folder, window_label
 from hdb_elt.extract_load import latest_delivery_counts
 from hdb_elt.settings import Settings, SettingsError, display_path, load_settings
+from hdb_elt.stage_notebooks import STAGE_NAMES
 from hdb_elt.warehouse import connect
 
-STAGE_ORDER = ("extract_load", "validate", "transform", "test", "report")
+STAGE_ORDER = STAGE_NAMES  # the steps of a run, in pipeline order
 # Dagster's console logger would print every event (and each failure three times); the
 # summary says what matters, and the UI (make dev) has every event of the run.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}

@@ -43,7 +43,7 @@ from dagster_orchestration.records import (
     window_label,
 )
 from hdb_elt.settings import REPO_ROOT, Settings
-from hdb_elt.stage_notebooks import stage_path
+from hdb_elt.stage_notebooks import stage_name, stage_path
 
 VALUES_TAG = "injected-by-dagster"
 NOTEBOOK_IO_MANAGER = "output_notebook_io_manager"
@@ -61,9 +61,8 @@ StageMetadata = Callable[[Settings], Mapping[str, Any]]
 _METADATA: dict[str, StageMetadata] = {}
 
 
-def asset_name(stage: str) -> str:
-    """``02_validate`` -> ``validate``: asset keys are the stage names without their number."""
-    return stage.split("_", 1)[1]
+# ``02_validate`` -> ``validate``: asset keys are the stage names without their number.
+asset_name = stage_name
 
 
 def notebook_description(stage: str) -> str:

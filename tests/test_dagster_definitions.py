@@ -29,7 +29,7 @@ from dagster import (
 )
 
 from classroom.runner import partition_tags, windows
-from dagster_orchestration import notebooks, records
+from dagster_orchestration import dagstermill_assets, records
 from dagster_orchestration.constants import DAGSTER_YAML, GROUP, JOB_NAME, SCHEDULE_CRON
 from dagster_orchestration.definitions import defs
 from dagster_orchestration.home import prepare_home
@@ -83,7 +83,7 @@ def test_the_asset_graph_is_the_five_stages_in_order_partitioned_monthly() -> No
         assert node.owners == ["team:hdb-elt-workbook"] and node.tags["tool"]
         assert node.description.startswith(stage.split("_")[0].lstrip("0") + " · ")
     for stage in STAGES:  # the very notebooks learners open, no copies
-        assets_def = defs.resolve_assets_def(notebooks.asset_name(stage))
+        assets_def = defs.resolve_assets_def(dagstermill_assets.asset_name(stage))
         assert assets_def.op.tags["notebook_path"] == str(stage_path(stage))
         assert assets_def.op.tags["dagster/compute_kind"] == "ipynb"  # what the UI shows
 
@@ -134,7 +134,7 @@ def test_make_run_refuses_months_that_are_not_partitions() -> None:
 def test_the_notebook_keeps_its_parameters_cell_and_gets_the_runs_values_after_it() -> None:
     values = {"start_month": "2023-07", "end_month": "2023-07", "max_quarantine_fraction": 0.05}
     source = stage_path("02_validate")
-    prepared = notebooks.with_parameters(source, values, "run abcd1234, 2023-07")
+    prepared = dagstermill_assets.with_parameters(source, values, "run abcd1234, 2023-07")
     original = nbformat.read(source, as_version=4)
     tags = [cell.metadata.get("tags", []) for cell in prepared.cells]
     first = tags.index(["parameters"])
@@ -144,7 +144,7 @@ def test_the_notebook_keeps_its_parameters_cell_and_gets_the_runs_values_after_i
     assert prepared.cells[first + 1].source == next(
         c.source for c in original.cells if "parameters" in c.metadata.get("tags", [])
     )
-    assert tags[first + 2] == [notebooks.VALUES_TAG]
+    assert tags[first + 2] == [dagstermill_assets.VALUES_TAG]
     assert "start_month = '2023-07'" in prepared.cells[first + 2].source
     assert "max_quarantine_fraction = 0.05" in prepared.cells[first + 2].source
     assert len(prepared.cells) == len(original.cells) + 2

@@ -31,6 +31,10 @@ from pathlib import Path
 
 from tap_hdb_resale.months import MonthError, parse_month
 
+# The eleven columns of a delivery, in delivery order: the one list, which the workbook reads
+# (hdb_elt.warehouse.SOURCE_COLUMNS). dbt cannot import it: its copy, the raw columns of
+# dbt_resale_flat/models/staging/_hdb__sources.yml, is kept equal by
+# tests/test_one_place_per_fact.py.
 COLUMNS = (
     "month",
     "town",
