@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from argparse import Namespace
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,6 @@ from classroom.checkpoints import (
     CHECKPOINTS_ENV,
     CheckpointError,
     build_checkpoint,
-    checkpoint_command,
     checkpoint_key,
     find_deliveries,
     restore_stage,
@@ -156,7 +156,9 @@ def test_an_exercise_workspace_is_reset_by_the_command(cache: Path, capsys) -> N
     ws = workspace("02", activate=False)
     learner_file = ws.dbt_project_dir / "models" / "marts" / "broken.sql"
     learner_file.write_text("select from nowhere")
-    assert checkpoint_command(None, None, "02") == 0  # settings are not needed for an exercise
+    assert (
+        cli.cmd_checkpoint(None, Namespace(stage=None, exercise="02")) == 0
+    )  # settings are not needed for an exercise
     assert not learner_file.exists()
     assert (ws.dbt_project_dir / "models" / "marts" / "fct_resale_transactions.sql").is_file()
     assert "notebooks/exercises/02_add_a_dbt_model.ipynb" in capsys.readouterr().out
