@@ -299,12 +299,7 @@ _KEEP: list[tempfile.TemporaryDirectory] = []
 def run_summary(outcome: RunOutcome) -> str:
     """A run's verdict, stage by stage, with its checks (no ids or timings: they change)."""
     lines = [f"Run of partition {outcome.window}: {'success' if outcome.success else 'FAILED'}"]
-    for step in outcome.steps:
-        checks = outcome.step_checks(step.step)
-        lines.append(
-            f"  {step.step:<13} {step.status:<8}"
-            + (f" checks: {', '.join(checks)}" if checks else "")
-        )
+    lines += outcome.step_lines()
     if outcome.failure:
         # What failed, and the notebook's own error (the executed notebook's path left out).
         lines += ["  " + line for line in outcome.failure.splitlines()[:2]]

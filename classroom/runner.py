@@ -76,6 +76,18 @@ class RunOutcome:
             if name.startswith(f"{step}.")
         ]
 
+    def step_lines(self) -> list[str]:
+        """Each stage's status and checks, a line each, without timings (they change from run
+        to run): what notebook 06 and exercise 05 show of a run."""
+        lines = []
+        for step in self.steps:
+            checks = self.step_checks(step.step)
+            lines.append(
+                f"  {step.step:<13} {step.status:<8}"
+                + (f" checks: {', '.join(checks)}" if checks else "")
+            )
+        return lines
+
 
 def partition_tags(start: str, end: str) -> dict[str, str]:
     if start == end:

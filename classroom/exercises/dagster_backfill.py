@@ -123,12 +123,7 @@ def backfill(ws: Workspace, months: object) -> list:
 def describe_run(outcome) -> str:
     """A run's verdict, stage by stage, with its checks; the first line of a failure."""
     lines = [f"{outcome.window}: {'success' if outcome.success else 'FAILED'}"]
-    for step in outcome.steps:
-        checks = outcome.step_checks(step.step)
-        lines.append(
-            f"  {step.step:<13} {step.status:<8}"
-            + (f" checks: {', '.join(checks)}" if checks else "")
-        )
+    lines += outcome.step_lines()
     if outcome.failure:
         lines.append("  " + outcome.failure.splitlines()[0])
     return "\n".join(lines)
