@@ -46,7 +46,7 @@ from bench.measure import measure
 from bench.summary import DAGSTER_PATH, FLOOR_PATH, PIPELINE_PATH, markdown, slopes, targets
 from hdb_elt.settings import DATA_DIR, REPO_ROOT, stage_settings
 from hdb_elt.stage_notebooks import STAGE_NAMES, iter_stages, stage_name
-from hdb_elt.synthetic import DEFAULT_END, DEFAULT_START, ensure_synthesis
+from hdb_elt.synthetic import DEFAULT_END, DEFAULT_START, synthesize
 
 SHARED = (REPO_ROOT / ".." / "shared" / "data" / "hdb_resale" / "monthly").resolve()
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -65,9 +65,14 @@ class Point:
     def data_dir(self, reference: Path) -> Path:
         if self.rows is None:
             return reference
-        return ensure_synthesis(
-            reference, SYNTHETIC_DIR / self.name, self.rows, start=self.start, end=self.end
-        )
+        return synthesize(
+            reference,
+            SYNTHETIC_DIR / self.name,
+            self.rows,
+            start=self.start,
+            end=self.end,
+            reuse=True,
+        ).folder
 
 
 POINTS = (
