@@ -173,6 +173,8 @@ def execute_stage_notebook(
         prepared,
     )
     step_context.log.info(f"{stage} for {window} with {json.dumps(parameters)}")
+    # The same shape as hdb_elt.stage_notebooks.execute_stage on purpose: that one runs a stage
+    # with papermill outside Dagster, this one with dagstermill inside it.
     try:
         with _kernel_warnings():
             executed = _dagstermill_execute_notebook(

@@ -111,6 +111,8 @@ def execute_stage(
     from papermill.exceptions import PapermillExecutionError
 
     started = time.perf_counter()
+    # dagster_orchestration.dagstermill_assets.execute_stage_notebook has the same shape on
+    # purpose: this runs a stage with papermill outside Dagster, that one with dagstermill.
     try:
         with plain_parameters():
             papermill.execute_notebook(

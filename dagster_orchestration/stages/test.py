@@ -98,6 +98,8 @@ def _run_started(context: AssetCheckExecutionContext) -> float | None:
     return record.create_timestamp.timestamp() if record else None
 
 
+# The checks below look alike on purpose: each is Dagster's decorated function over a plain
+# one that takes the run's settings (testable without Dagster).
 @asset_check(
     asset=test,
     blocking=True,
