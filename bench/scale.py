@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -44,26 +43,14 @@ from pathlib import Path
 import psutil
 
 from bench.measure import measure
+from bench.summary import DAGSTER_PATH, FLOOR_PATH, PIPELINE_PATH, markdown, slopes, targets
 from hdb_elt.settings import DATA_DIR, REPO_ROOT, stage_settings
-from hdb_elt.stage_notebooks import STAGES, iter_stages
-from hdb_elt.synthetic import DEFAULT_END, DEFAULT_START, ensure_synthesis
+from hdb_elt.stage_notebooks import STAGE_NAMES, iter_stages, stage_name
+from hdb_elt.synthetic import DEFAULT_END, DEFAULT_START, synthesize
 
 SHARED = (REPO_ROOT / ".." / "shared" / "data" / "hdb_resale" / "monthly").resolve()
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 SYNTHETIC_DIR = DATA_DIR / "bench"
-STAGE_NAMES = dict(
-    zip(STAGES, ("extract_load", "validate", "transform", "test", "report"), strict=True)
-)
-PIPELINE_PATH = "papermill: the five notebooks (hdb_elt.stage_notebooks.run_stages)"
-FLOOR_PATH = "DuckDB only, one process (bench.floor)"
-DAGSTER_PATH = "Dagster in process, as make run (bench.dagster)"
-
-# Targets of issue 8, checked against the figures.
-TARGET_ONE_MONTH_S = 30.0
-TARGET_BACKFILL_S = 180.0
-TARGET_MILLION_S = 300.0
-TARGET_MILLION_MIB = 2048.0
-TARGET_EL_RATIO = 10.0
 
 
 @dataclass(frozen=True)
@@ -78,9 +65,14 @@ class Point:
     def data_dir(self, reference: Path) -> Path:
         if self.rows is None:
             return reference
-        return ensure_synthesis(
-            reference, SYNTHETIC_DIR / self.name, self.rows, start=self.start, end=self.end
-        )
+        return synthesize(
+            reference,
+            SYNTHETIC_DIR / self.name,
+            self.rows,
+            start=self.start,
+            end=self.end,
+            reuse=True,
+        ).folder
 
 
 POINTS = (
@@ -132,7 +124,7 @@ def run_pipeline_once(point: Point, data_dir: Path, work: Path) -> dict:
             break
         run = measured.result
         cells = cell_seconds(run.notebook)
-        figures[STAGE_NAMES[run.stage]] = {
+        figures[stage_name(run.stage)] = {
             "seconds": measured.seconds,
             "work_s": cells,
             "overhead_s": max(measured.seconds - cells, 0.0),
@@ -176,12 +168,12 @@ def run_floor_once(point: Point, data_dir: Path, work: Path) -> dict:
 
 def summarise_stages(runs: list[dict], keys: Sequence[str]) -> dict:
     stages = {}
-    for stage in STAGE_NAMES.values():
+    for stage in STAGE_NAMES:
         stages[stage] = {
             key: spread([run[stage][key] for run in runs]) for key in keys if key != "peak_rss_mib"
         }
         stages[stage]["peak_rss_mib"] = max(run[stage]["peak_rss_mib"] for run in runs)
-    totals = [sum(run[stage]["seconds"] for stage in STAGE_NAMES.values()) for run in runs]
+    totals = [sum(run[stage]["seconds"] for stage in STAGE_NAMES) for run in runs]
     return {
         "stages": stages,
         "total_s": spread(totals),
@@ -196,10 +188,7 @@ def bench_point(point: Point, reference: Path, repeat: int, log: Callable[[str],
         with tempfile.TemporaryDirectory(prefix=f"bench-{point.name}-") as tmp:
             log(f"{point.label}: pipeline, run {attempt}/{repeat} ...")
             pipeline_runs.append(run_pipeline_once(point, data_dir, Path(tmp)))
-            log(
-                f"  {sum(pipeline_runs[-1][s]['seconds'] for s in STAGE_NAMES.values()):.1f} s; "
-                f"floor ..."
-            )
+            log(f"  {sum(pipeline_runs[-1][s]['seconds'] for s in STAGE_NAMES):.1f} s; floor ...")
             floor_runs.append(run_floor_once(point, data_dir, Path(tmp)))
             log(f"  floor {floor_runs[-1]['total_s']:.1f} s (load {loadavg()[0]})")
     pipeline = summarise_stages(pipeline_runs, ("seconds", "work_s", "overhead_s"))
@@ -216,7 +205,7 @@ def bench_point(point: Point, reference: Path, repeat: int, log: Callable[[str],
     ratios = {
         stage: pipeline["stages"][stage]["seconds"]["median"]
         / max(floor["stages"][stage]["seconds"]["median"], 1e-3)
-        for stage in STAGE_NAMES.values()
+        for stage in STAGE_NAMES
     }
     ratios["total"] = pipeline["total_s"]["median"] / floor["total_s"]["median"]
     el = pipeline["stages"]["extract_load"]["seconds"]["median"]
@@ -292,219 +281,6 @@ def start_up_costs(repeat: int) -> dict:
             [sys.executable, "-c", "import dagster_orchestration.definitions"], repeat
         ),
     }
-
-
-# --- slope, targets, output ----------------------------------------------------------------
-
-
-def fit(rows: Sequence[float], seconds: Sequence[float]) -> dict:
-    """Least squares ``seconds = fixed + per_million * rows / 1e6``, and the log-log exponent
-    between the smallest and largest points (1: linear; under 1: fixed costs still weigh)."""
-    n = len(rows)
-    mean_x, mean_y = sum(rows) / n, sum(seconds) / n
-    sxx = sum((x - mean_x) ** 2 for x in rows)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(rows, seconds, strict=True)) / sxx
-    first, last = min(range(n), key=rows.__getitem__), max(range(n), key=rows.__getitem__)
-    exponent = math.log(seconds[last] / seconds[first]) / math.log(rows[last] / rows[first])
-    return {
-        "per_million_rows_s": slope * 1e6,
-        "fixed_s": mean_y - slope * mean_x,
-        "exponent": exponent,
-    }
-
-
-def slopes(points: list[dict]) -> dict | None:
-    """Time against rows over the points with at least 12 months (one month is start-up)."""
-    used = [p for p in points if p["rows"] > 20_000]
-    if len(used) < 2:
-        return None
-    rows = [p["rows"] for p in used]
-    result = {
-        "points": [p["name"] for p in used],
-        "pipeline": fit(rows, [p["pipeline"]["total_s"]["median"] for p in used]),
-        "floor": fit(rows, [p["floor"]["total_s"]["median"] for p in used]),
-        "stages": {
-            stage: fit(rows, [p["pipeline"]["stages"][stage]["seconds"]["median"] for p in used])
-            for stage in STAGE_NAMES.values()
-        },
-    }
-    return result
-
-
-def targets(points: dict[str, dict], dagster: dict[str, dict], slope: dict | None) -> list[dict]:
-    checks = []
-
-    def check(name: str, goal: str, value: float | None, met: bool | None, note: str) -> None:
-        checks.append({"target": name, "goal": goal, "value": value, "met": met, "note": note})
-
-    one = dagster.get("one_month")
-    check(
-        "one month end to end through Dagster",
-        f"< {TARGET_ONE_MONTH_S:.0f} s",
-        one and one["wall_s"]["median"],
-        one and one["wall_s"]["median"] < TARGET_ONE_MONTH_S,
-        "median wall of one partition run",
-    )
-    year = dagster.get("twelve_months")
-    check(
-        "12-month backfill through Dagster",
-        f"< {TARGET_BACKFILL_S:.0f} s",
-        year and year["wall_s"]["median"],
-        year and year["wall_s"]["median"] < TARGET_BACKFILL_S,
-        "12 runs, one per month, one after the other",
-    )
-    million = points.get("synthetic_1m")
-    check(
-        "1M rows through the whole pipeline",
-        f"< {TARGET_MILLION_S:.0f} s",
-        million and million["pipeline"]["total_s"]["median"],
-        million and million["pipeline"]["total_s"]["median"] < TARGET_MILLION_S,
-        PIPELINE_PATH,
-    )
-    check(
-        "1M rows: peak memory",
-        f"< {TARGET_MILLION_MIB:.0f} MiB",
-        million and million["pipeline"]["peak_rss_mib"],
-        million and million["pipeline"]["peak_rss_mib"] < TARGET_MILLION_MIB,
-        "resident memory of the whole process tree, this benchmark's process included",
-    )
-    check(
-        "time grows no worse than linearly",
-        "exponent <= 1.1",
-        slope and slope["pipeline"]["exponent"],
-        slope and slope["pipeline"]["exponent"] <= 1.1,
-        "log-log slope of total time between the smallest and largest point",
-    )
-    check(
-        "extract-load within 10x of the floor at 1M rows",
-        f"<= {TARGET_EL_RATIO:.0f}x",
-        million and million["ratios"]["extract_load"],
-        million and million["ratios"]["extract_load"] <= TARGET_EL_RATIO,
-        "extract-load stage (notebook) median / floor's read_csv into raw",
-    )
-    return checks
-
-
-def _s(value: float) -> str:
-    return f"{value:.1f}" if value >= 0.95 else f"{value:.2f}"
-
-
-def markdown(result: dict) -> str:
-    meta = result["meta"]
-    lines = [
-        f"# Benchmark {meta['finished']} ({'quick' if meta['quick'] else 'full'}, "
-        f"{meta['repeat']} run(s) per figure)",
-        "",
-        f"Machine: {meta['machine']['cpus']} cores, {meta['machine']['memory_gib']:.1f} GiB, "
-        f"{meta['machine']['platform']}, Python {meta['machine']['python']}. Load average "
-        f"(1, 5, 15 min) at the start {meta['loadavg_start']}, at the end "
-        f"{meta['loadavg_end']}. Commit {meta['commit']}.",
-        "",
-        "## Per stage: pipeline and floor",
-        "",
-        f"Pipeline: {PIPELINE_PATH}, a new warehouse per run; seconds min / median / max; work "
-        "= the notebook's cells (median), the rest is the kernel starting and papermill. "
-        f"Floor: {FLOOR_PATH}. Peak: resident memory of the process tree (this benchmark's "
-        f"process included, {meta['bench_rss_mib']:.0f} MiB at rest), the largest of the runs.",
-        "",
-        "| point | rows | stage | pipeline s (min / median / max) | work s | peak MiB "
-        "| floor s | floor MiB | ratio |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for point in result["points"]:
-        pipe, floor = point["pipeline"], point["floor"]
-        for stage in (*STAGE_NAMES.values(), "total"):
-            if stage == "total":
-                seconds, work = pipe["total_s"], None
-                peak, fsec, fpeak = pipe["peak_rss_mib"], floor["total_s"]["median"], None
-                fpeak = floor["peak_rss_mib"]
-            else:
-                data = pipe["stages"][stage]
-                seconds, work, peak = (
-                    data["seconds"],
-                    data["work_s"]["median"],
-                    data["peak_rss_mib"],
-                )
-                fsec = floor["stages"][stage]["seconds"]["median"]
-                fpeak = floor["stages"][stage]["peak_rss_mib"]
-            label = f"**{stage}**" if stage == "total" else stage
-            lines.append(
-                f"| {point['label']} | {point['rows']:,} | {label} | "
-                f"{_s(seconds['min'])} / **{_s(seconds['median'])}** / {_s(seconds['max'])} | "
-                f"{'' if work is None else _s(work)} | {peak:,.0f} | {_s(fsec)} | {fpeak:,.0f} | "
-                f"{point['ratios'][stage]:,.0f}x |"
-            )
-    lines.append("")
-    lines.append(
-        "Extract-load throughput (rows/s, median): "
-        + "; ".join(
-            f"{p['label']}: pipeline {p['extract_load_rows_per_s']:,.0f}, floor "
-            f"{p['floor_extract_load_rows_per_s']:,.0f}"
-            for p in result["points"]
-        )
-        + "."
-    )
-    if result["dagster"]:
-        lines += [
-            "",
-            f"## End to end through Dagster ({DAGSTER_PATH})",
-            "",
-            "| window | runs | wall s (min / median / max) | per run s (min / median / max) "
-            "| kernels s | dagstermill s | stage work s | Dagster s | peak MiB |",
-            "|---|---:|---|---|---:|---:|---:|---:|---:|",
-        ]
-        for name, d in result["dagster"].items():
-            split, wall, run = d["split_s"], d["wall_s"], d["run_s"]
-            lines.append(
-                f"| {d['window']} ({name}) | {d['runs']} | {_s(wall['min'])} / "
-                f"**{_s(wall['median'])}** / {_s(wall['max'])} | {_s(run['min'])} / "
-                f"{_s(run['median'])} / {_s(run['max'])} | {_s(split['kernels'])} | "
-                f"{_s(split['dagstermill'])} | {_s(split['stage_work'])} | "
-                f"{_s(split['dagster'])} | {d['peak_rss_mib']:,.0f} |"
-            )
-    costs = result["start_up"]
-    lines += [
-        "",
-        "## Start-up costs (median s; every run pays them, whatever its size)",
-        "",
-        "| kernel | python | meltano CLI | dbt CLI | Dagster code location (new process) |",
-        "|---:|---:|---:|---:|---:|",
-        "| "
-        + " | ".join(
-            _s(costs[k]["median"])
-            for k in (
-                "kernel_start_s",
-                "python_start_s",
-                "meltano_cli_start_s",
-                "dbt_cli_start_s",
-                "dagster_process_start_s",
-            )
-        )
-        + " |",
-    ]
-    slope = result["slope"]
-    if slope:
-        pipe, floor = slope["pipeline"], slope["floor"]
-        lines += [
-            "",
-            f"## Time against rows ({', '.join(slope['points'])})",
-            "",
-            f"Pipeline: {pipe['fixed_s']:.1f} s + {pipe['per_million_rows_s']:.1f} s per million "
-            f"rows, exponent {pipe['exponent']:.2f}. Floor: {floor['fixed_s']:.1f} s + "
-            f"{floor['per_million_rows_s']:.1f} s per million rows, exponent "
-            f"{floor['exponent']:.2f}. Per stage, s per million rows: "
-            + ", ".join(
-                f"{stage} {fit_['per_million_rows_s']:.1f}"
-                for stage, fit_ in slope["stages"].items()
-            )
-            + ".",
-        ]
-    lines += ["", "## Targets", "", "| target | goal | measured | met |", "|---|---|---:|---|"]
-    for t in result["targets"]:
-        value = "not measured" if t["value"] is None else f"{t['value']:,.2f}"
-        met = "-" if t["met"] is None else ("yes" if t["met"] else "**no**")
-        lines.append(f"| {t['target']} | {t['goal']} | {value} | {met} |")
-    return "\n".join(lines) + "\n"
 
 
 def git_commit() -> str:

@@ -47,7 +47,7 @@ from hdb_elt.settings import (
     resolve_path,
     stage_settings,
 )
-from hdb_elt.stage_notebooks import STAGES, StageFailed, run_stages
+from hdb_elt.stage_notebooks import STAGE_NAMES, STAGES, StageFailed, run_stages
 from hdb_elt.warehouse import ensure_warehouse
 
 CHECKPOINTS_ENV = "HDB_CHECKPOINTS_DIR"
@@ -94,12 +94,54 @@ def stage_name(value: str) -> str:
         number, name = stage.split("_", 1)
         if text in (stage, number, name, str(int(number))):
             return stage
-    choices = ", ".join(stage.split("_", 1)[1] for stage in STAGES)
+    choices = ", ".join(STAGE_NAMES)
     raise CheckpointError(f"{value!r} is not a stage: expected one of {choices}.")
 
 
+class PipelineFolder:
+    """Where things go in a folder the pipeline runs in on its own: a checkpoint, an exercise's
+    workspace (a copy of one), notebook 06's sandbox. The class using it has a ``root``."""
+
+    root: Path
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.root / "warehouse" / WAREHOUSE_NAME
+
+    @property
+    def deliveries_dir(self) -> Path:
+        """The folder of delivery files the pipeline reads (copies)."""
+        return self.root / "deliveries"
+
+    @property
+    def state_dir(self) -> Path:
+        """Meltano's state for the warehouse, as Meltano's filesystem state backend keeps it."""
+        return self.root / "meltano-state"
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        return self.root / "dbt" / "target"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster_home"
+
+    @property
+    def runs_dir(self) -> Path:
+        """The executed stage notebooks: the record of what ran."""
+        return self.root / "runs"
+
+    def tool_env(self) -> dict[str, str]:
+        """The variables that keep Meltano's state and dbt's artifacts and logs in the folder."""
+        return {
+            "MELTANO_STATE_BACKEND_URI": self.state_dir.as_uri(),
+            "DBT_TARGET_PATH": str(self.dbt_target_dir),
+            "DBT_LOG_PATH": str(self.root / "dbt" / "logs"),
+        }
+
+
 @dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(PipelineFolder):
     """A built checkpoint: the state after ``stage`` for the months ``start..end``."""
 
     path: Path
@@ -108,23 +150,8 @@ class Checkpoint:
     end_month: str
 
     @property
-    def warehouse_path(self) -> Path:
-        return self.path / "warehouse" / WAREHOUSE_NAME
-
-    @property
-    def state_dir(self) -> Path:
-        """Meltano's state for the warehouse, as Meltano's filesystem state backend keeps it."""
-        return self.path / "meltano-state"
-
-    @property
-    def deliveries_dir(self) -> Path:
-        """The delivery files the checkpoint was built from (copies)."""
-        return self.path / "deliveries"
-
-    @property
-    def runs_dir(self) -> Path:
-        """The executed stage notebooks: the record of how the checkpoint was made."""
-        return self.path / "runs"
+    def root(self) -> Path:
+        return self.path
 
     @property
     def info(self) -> dict:
@@ -133,7 +160,7 @@ class Checkpoint:
     def describe(self) -> str:
         """One line, no paths: which stages ran on which months."""
         last = STAGES.index(self.stage)
-        stages = ", ".join(s.split("_", 1)[1] for s in STAGES[: last + 1])
+        stages = ", ".join(STAGE_NAMES[: last + 1])
         return f"the reference state after {stages} for {self.start_month}..{self.end_month}"
 
     def meltano_state(self) -> dict | None:
@@ -207,15 +234,6 @@ def checkpoint_key(stage: str, months: list[str], deliveries: Path) -> str:
 # --- building ----------------------------------------------------------------------------------
 
 
-def tool_env(root: Path) -> dict[str, str]:
-    """The variables that keep Meltano's state and dbt's artifacts and logs under ``root``."""
-    return {
-        "MELTANO_STATE_BACKEND_URI": (root / "meltano-state").as_uri(),
-        "DBT_TARGET_PATH": str(root / "dbt" / "target"),
-        "DBT_LOG_PATH": str(root / "dbt" / "logs"),
-    }
-
-
 def build_checkpoint(
     stage: str,
     start_month: str | Month,
@@ -285,7 +303,7 @@ def _run_stages_apart(checkpoint: Checkpoint, stages: list[str]) -> None:
     }
     completed = subprocess.run(
         [sys.executable, "-m", "classroom.checkpoints", json.dumps(job)],
-        env={**os.environ, **tool_env(checkpoint.path)},
+        env={**os.environ, **checkpoint.tool_env()},
         capture_output=True,
         text=True,
         check=False,

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 
 from hdb_elt.settings import Settings, SettingsError, display_path, load_settings
-from hdb_elt.stage_notebooks import STAGES
+from hdb_elt.stage_notebooks import STAGE_NAMES, STAGES
 
 
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
@@ -79,7 +79,7 @@ def cmd_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     print("Say what to restore:")
     print("  make checkpoint STAGE=<stage>        the warehouse as it is after that stage notebook")
-    print("      stages: " + ", ".join(s.split("_", 1)[1] for s in STAGES))
+    print("      stages: " + ", ".join(STAGE_NAMES))
     print("  make checkpoint EXERCISE=<exercise>  an exercise's workspace as the exercise starts")
     print("      exercises: " + ", ".join(EXERCISES))
     return 2

@@ -26,7 +26,7 @@ from IPython.display import Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from classroom.checkpoints import find_deliveries, tool_env
+from classroom.checkpoints import PipelineFolder, find_deliveries
 from classroom.runner import RUNNING, RunOutcome, execute
 from dagster_orchestration.constants import JOB_NAME, SCHEDULE_CRON, SENSOR_INTERVAL_SECONDS
 from dagster_orchestration.definitions import defs
@@ -161,34 +161,26 @@ def _box(x: float, y: float, width: float, height: float, face: str, edge: str):
 
 
 @dataclass
-class Sandbox:
+class Sandbox(PipelineFolder):
     """A folder of its own for Dagster runs: warehouse, deliveries, Meltano state, dbt files,
     Dagster instance and recorded notebooks."""
 
     root: Path
     source: Path  # where the good deliveries are copied from
 
-    @property
-    def deliveries(self) -> Path:
-        return self.root / "deliveries"
-
-    @property
-    def runs_dir(self) -> Path:
-        return self.root / "runs"
-
     def env(self) -> dict[str, str]:
         return {
-            "HDB_WAREHOUSE_PATH": str(self.root / "warehouse" / "hdb_resale.duckdb"),
-            "HDB_RESALE_DATA_DIR": str(self.deliveries),
+            "HDB_WAREHOUSE_PATH": str(self.warehouse_path),
+            "HDB_RESALE_DATA_DIR": str(self.deliveries_dir),
             "HDB_DAGSTER_RUNS_DIR": str(self.runs_dir),
-            "DAGSTER_HOME": str(self.root / "dagster_home"),
+            "DAGSTER_HOME": str(self.dagster_home),
             "TQDM_DISABLE": "1",
-            **tool_env(self.root),
+            **self.tool_env(),
         }
 
     def deliver(self, month: str, *, spoiled: bool = False) -> str:
         """Copy a month's delivery into the sandbox; ``spoiled``: every 20th price is 1 SGD."""
-        target = self.deliveries / DELIVERY.format(month=month)
+        target = self.deliveries_dir / DELIVERY.format(month=month)
         lines = (self.source / target.name).read_text(encoding="utf-8-sig").splitlines()
         if spoiled:
             for index in range(1, len(lines), SPOIL_EVERY):
@@ -214,7 +206,7 @@ class Sandbox:
     def instance(self) -> Iterator:
         from dagster import DagsterInstance
 
-        home = prepare_home(self.root / "dagster_home")
+        home = prepare_home(self.dagster_home)
         with DagsterInstance.from_config(str(home)) as dagster:
             yield dagster
 
@@ -288,7 +280,7 @@ def open_sandbox(settings: Settings, months: list[str]) -> Sandbox:
     source = find_deliveries(months, settings.data_dir)
     folder = tempfile.TemporaryDirectory(prefix="hdb-orchestrate-", ignore_cleanup_errors=True)
     made = Sandbox(Path(folder.name), source)
-    made.deliveries.mkdir()
+    made.deliveries_dir.mkdir()
     _KEEP.append(folder)  # removed at exit, with the kernel
     return made
 
@@ -299,12 +291,7 @@ _KEEP: list[tempfile.TemporaryDirectory] = []
 def run_summary(outcome: RunOutcome) -> str:
     """A run's verdict, stage by stage, with its checks (no ids or timings: they change)."""
     lines = [f"Run of partition {outcome.window}: {'success' if outcome.success else 'FAILED'}"]
-    for step in outcome.steps:
-        checks = outcome.step_checks(step.step)
-        lines.append(
-            f"  {step.step:<13} {step.status:<8}"
-            + (f" checks: {', '.join(checks)}" if checks else "")
-        )
+    lines += outcome.step_lines()
     if outcome.failure:
         # What failed, and the notebook's own error (the executed notebook's path left out).
         lines += ["  " + line for line in outcome.failure.splitlines()[:2]]

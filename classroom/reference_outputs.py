@@ -46,6 +46,17 @@ def reference_environment() -> Iterator[Path]:
             yield warehouse
 
 
+def execute_notebook(path: Path, cwd: Path, timeout: int) -> tuple[nbformat.NotebookNode, float]:
+    """Execute the notebook at ``path`` in a fresh kernel started in ``cwd``; return the executed
+    notebook (not saved) and the seconds it took."""
+    notebook = nbformat.read(path, as_version=4)
+    started = time.perf_counter()
+    NotebookClient(
+        notebook, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(cwd)}}
+    ).execute()
+    return notebook, time.perf_counter() - started
+
+
 def refresh_committed(stages: Sequence[str] = STAGES + LESSONS, timeout: int = 900) -> None:
     """Re-execute the numbered notebooks in place, on the reference data, in a fresh warehouse.
 
@@ -58,15 +69,7 @@ def refresh_committed(stages: Sequence[str] = STAGES + LESSONS, timeout: int = 9
     with reference_environment():
         for stage in [*STAGES[: last + 1], *(s for s in stages if s in LESSONS)]:
             path = stage_path(stage)
-            notebook = nbformat.read(path, as_version=4)
-            started = time.perf_counter()
-            NotebookClient(
-                notebook,
-                timeout=timeout,
-                kernel_name=KERNEL,
-                resources={"metadata": {"path": str(NOTEBOOKS_DIR)}},
-            ).execute()
-            seconds = time.perf_counter() - started
+            notebook, seconds = execute_notebook(path, NOTEBOOKS_DIR, timeout)
             if stage in stages:
                 nbformat.write(notebook, path)
                 print(f"{path.name}: executed in {seconds:.1f} s and saved")

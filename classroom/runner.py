@@ -43,9 +43,10 @@ from hdb_elt.settings import (
     load_settings,
     temporary_environ,
 )
+from hdb_elt.stage_notebooks import STAGE_NAMES
 from hdb_elt.warehouse import connect
 
-STAGE_ORDER = ("extract_load", "validate", "transform", "test", "report")
+STAGE_ORDER = STAGE_NAMES  # the steps of a run, in pipeline order
 # Dagster's console logger would print every event (and each failure three times); the
 # summary says what matters, and the UI (make dev) has every event of the run.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -80,6 +81,18 @@ class RunOutcome:
             for name, passed in self.checks.items()
             if name.startswith(f"{step}.")
         ]
+
+    def step_lines(self) -> list[str]:
+        """Each stage's status and checks, a line each, without timings (they change from run
+        to run): what notebook 06 and exercise 05 show of a run."""
+        lines = []
+        for step in self.steps:
+            checks = self.step_checks(step.step)
+            lines.append(
+                f"  {step.step:<13} {step.status:<8}"
+                + (f" checks: {', '.join(checks)}" if checks else "")
+            )
+        return lines
 
 
 def partition_tags(start: str, end: str) -> dict[str, str]:

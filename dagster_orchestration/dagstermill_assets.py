@@ -42,7 +42,7 @@ from dagster_orchestration.records import (
     window_label,
 )
 from hdb_elt.settings import REPO_ROOT, Settings, temporary_environ
-from hdb_elt.stage_notebooks import stage_path
+from hdb_elt.stage_notebooks import stage_name, stage_path
 
 VALUES_TAG = "injected-by-dagster"
 NOTEBOOK_IO_MANAGER = "output_notebook_io_manager"
@@ -60,9 +60,8 @@ StageMetadata = Callable[[Settings], Mapping[str, Any]]
 _METADATA: dict[str, StageMetadata] = {}
 
 
-def asset_name(stage: str) -> str:
-    """``02_validate`` -> ``validate``: asset keys are the stage names without their number."""
-    return stage.split("_", 1)[1]
+# ``02_validate`` -> ``validate``: asset keys are the stage names without their number.
+asset_name = stage_name
 
 
 def notebook_description(stage: str) -> str:
@@ -173,6 +172,8 @@ def execute_stage_notebook(
         prepared,
     )
     step_context.log.info(f"{stage} for {window} with {json.dumps(parameters)}")
+    # The same shape as hdb_elt.stage_notebooks.execute_stage on purpose: that one runs a stage
+    # with papermill outside Dagster, this one with dagstermill inside it.
     try:
         with _kernel_warnings():
             executed = _dagstermill_execute_notebook(

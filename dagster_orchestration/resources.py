@@ -17,6 +17,7 @@ from dagster_orchestration.records import (
     window_label,
 )
 from hdb_elt.settings import Settings, stage_settings
+from hdb_elt.stage_notebooks import stage_parameters
 
 
 class HdbSettings(ConfigurableResource):
@@ -46,15 +47,7 @@ class HdbSettings(ConfigurableResource):
 
     def notebook_parameters(self, start_month: str, end_month: str) -> dict[str, str]:
         """The values a stage notebook's parameters cell receives for that window."""
-        settings = self.for_months(start_month, end_month)
-        parameters = {
-            "start_month": str(settings.start_month),
-            "end_month": str(settings.end_month),
-            "warehouse_path": str(settings.warehouse_path),
-        }
-        if settings.data_dir is not None:
-            parameters["data_dir"] = str(settings.data_dir)
-        return parameters
+        return stage_parameters(self.for_months(start_month, end_month))
 
 
 class RecordedNotebookIOManager(ConfigurableIOManager):

@@ -21,6 +21,8 @@ from hdb_elt.settings import (
     display_path,
 )
 
+# The stages in pipeline order: the one list. Each is a notebook, ``NN_name.ipynb``; its name
+# without the number is its Dagster asset's key and the step make run reports.
 STAGES = ("01_extract_load", "02_validate", "03_transform", "04_test", "05_report")
 # Numbered notebooks after the stages that are not stages themselves (no asset runs them):
 # 06_orchestrate shows how Dagster runs the five, in a sandbox of its own.
@@ -45,6 +47,14 @@ class StageRun:
     stage: str
     notebook: Path
     seconds: float
+
+
+def stage_name(stage: str) -> str:
+    """``02_validate`` -> ``validate``: the stage's name without its number."""
+    return stage.split("_", 1)[1]
+
+
+STAGE_NAMES = tuple(stage_name(stage) for stage in STAGES)
 
 
 def stage_path(stage: str) -> Path:
@@ -101,6 +111,8 @@ def execute_stage(
     from papermill.exceptions import PapermillExecutionError
 
     started = time.perf_counter()
+    # dagster_orchestration.dagstermill_assets.execute_stage_notebook has the same shape on
+    # purpose: this runs a stage with papermill outside Dagster, that one with dagstermill.
     try:
         with plain_parameters():
             papermill.execute_notebook(

@@ -158,16 +158,25 @@ def synthesize(
     start: str = DEFAULT_START,
     end: str = DEFAULT_END,
     seed: int = DEFAULT_SEED,
+    reuse: bool = False,
 ) -> Synthesis:
     """Write ``rows`` synthetic rows, one delivery per month of ``start``..``end``, to ``out_dir``.
 
     Deliveries of earlier syntheses in ``out_dir`` are removed first, so the folder holds
-    exactly this synthesis (a tap reading it sees no stray month).
+    exactly this synthesis (a tap reading it sees no stray month). ``reuse``: a folder that
+    already holds this synthesis (its manifest and every month) is kept as it is.
     """
     first, last = Month.parse(start), Month.parse(end)
     if last < first:
         raise SynthesisError(f"end {end} is before start {start}.")
     months = first.range_to(last)
+    result = Synthesis(Path(out_dir), rows, seed, str(first), str(last))
+    manifest = Path(out_dir) / MANIFEST
+    if reuse and manifest.is_file() and json.loads(manifest.read_text()) == result.manifest():
+        result.files = sorted(Path(out_dir).glob(f"{FILE_PREFIX}*.csv"))
+        if len(result.files) == len(months):
+            return result
+        result.files = []
     if rows < len(months):
         raise SynthesisError(
             f"{rows:,} rows cannot fill {len(months)} months ({start}..{end}): ask for at "
@@ -178,7 +187,6 @@ def synthesize(
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(f"{FILE_PREFIX}*.csv"):
         stale.unlink()
-    result = Synthesis(out_dir, rows, seed, str(first), str(last))
     for month, size in zip(months, month_sizes(rows, len(months)), strict=True):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -189,23 +197,3 @@ def synthesize(
         result.files.append(path)
     (out_dir / MANIFEST).write_text(json.dumps(result.manifest(), indent=2) + "\n")
     return result
-
-
-def ensure_synthesis(
-    source_dir: Path,
-    out_dir: Path,
-    rows: int,
-    *,
-    start: str = DEFAULT_START,
-    end: str = DEFAULT_END,
-    seed: int = DEFAULT_SEED,
-) -> Path:
-    """``out_dir`` holding this synthesis: reused when its manifest matches, else written."""
-    wanted = {"rows": rows, "seed": seed, "start": start, "end": end}
-    manifest = Path(out_dir) / MANIFEST
-    if manifest.is_file() and json.loads(manifest.read_text()) == wanted:
-        expected = len(Month.parse(start).range_to(Month.parse(end)))
-        if len(list(Path(out_dir).glob(f"{FILE_PREFIX}*.csv"))) == expected:
-            return Path(out_dir)
-    synthesize(source_dir, out_dir, rows, start=start, end=end, seed=seed)
-    return Path(out_dir)

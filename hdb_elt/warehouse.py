@@ -14,23 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-from tap_hdb_resale.deliveries import Row, fingerprint
+from tap_hdb_resale.deliveries import COLUMNS, Row, fingerprint
+from target_hdb_duckdb.loader import load_tables_ddl
 
 from hdb_elt.settings import display_path, not_a_warehouse
 
-SOURCE_COLUMNS = (
-    "month",
-    "town",
-    "flat_type",
-    "block",
-    "street_name",
-    "storey_range",
-    "floor_area_sqm",
-    "flat_model",
-    "lease_commence_date",
-    "remaining_lease",
-    "resale_price",
-)
+# The eleven columns of a delivery, in delivery order: the tap's list, read here (the plugins
+# cannot import the workbook, so the workbook imports them). dbt's copy, the raw columns of
+# models/staging/_hdb__sources.yml, is kept equal by tests/test_one_place_per_fact.py.
+SOURCE_COLUMNS = COLUMNS
 RAW_TABLE = "raw.resale_flat_prices"
 # The one definition of "the latest accepted delivery of each month": downstream (the gate,
 # staging, the reconciliation, Dagster's metadata, the exercises) reads this view, never raw.
@@ -48,24 +40,10 @@ _DDL = [
         _load_id varchar,
         _loaded_at timestamp
     )""",
-    """create table if not exists raw._loads (
-        load_id varchar primary key,
-        stream varchar,
-        started_at timestamp,
-        committed_at timestamp,
-        row_count bigint,
-        months varchar[]
-    )""",
-    # Each month a load delivered, with the tap's fingerprint of its rows: the warehouse's own
-    # record of what is loaded (the loader, meltano/target-hdb-duckdb, creates the same table).
-    """create table if not exists raw._load_months (
-        load_id varchar,
-        stream varchar,
-        month varchar,
-        row_count bigint,
-        fingerprint varchar,
-        source varchar
-    )""",
+    # raw._loads (one row a load) and raw._load_months (each month a load delivered, with the
+    # tap's fingerprint of its rows: the warehouse's own record of what is loaded), exactly as
+    # the loader, meltano/target-hdb-duckdb, creates them.
+    *load_tables_ddl("raw"),
     """create table if not exists raw._warehouse (
         warehouse_id varchar not null,
         created_at timestamp not null
@@ -81,6 +59,8 @@ _DDL = [
         sample varchar,
         validated_at timestamp
     )""",
+    # dbt's on-run-start hook (dbt_resale_flat/macros/ensure_audit_tables.sql) keeps a copy of
+    # this table, kept equal by tests/test_one_place_per_fact.py.
     """create table if not exists audit.quarantine (
         _load_id varchar,
         _source varchar,

@@ -65,8 +65,9 @@ def fact_counts(warehouse: Path) -> dict[str, int]:
         )
 
 
-def mart_checksums(warehouse: Path) -> dict[str, str]:
-    """An ordered checksum of every mart, leaving out the load's own id and time."""
+def mart_checksums(warehouse: Path, ignore: tuple[str, ...] = LOAD_COLUMNS) -> dict[str, str]:
+    """An ordered checksum of every mart, leaving out the columns ``ignore`` (by default the
+    load's own id and time)."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
         tables = [
             row[0]
@@ -84,7 +85,7 @@ def mart_checksums(warehouse: Path) -> dict[str, str]:
                     "'marts' and table_name = ? order by ordinal_position",
                     [table],
                 ).fetchall()
-                if row[0] not in LOAD_COLUMNS
+                if row[0] not in ignore
             ]
             row = f"concat_ws('|', {', '.join(f'{c}::varchar' for c in columns)})"
             sums[table] = con.execute(

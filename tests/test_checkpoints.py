@@ -13,6 +13,7 @@ import pytest
 from classroom import cli
 from classroom.checkpoints import (
     CHECKPOINTS_ENV,
+    Checkpoint,
     CheckpointError,
     build_checkpoint,
     checkpoint_key,
@@ -65,6 +66,16 @@ def test_missing_deliveries_say_where_they_were_looked_for_and_what_to_do(tmp_pa
     message = str(raised.value)
     assert "resale-flat-prices-1999-01.csv" in message and str(tmp_path) in message
     assert "make data" in message
+
+
+def test_a_checkpoint_keeps_its_warehouse_state_and_dbt_files_in_its_folder(tmp_path: Path) -> None:
+    checkpoint = Checkpoint(tmp_path / "cp", "02_validate", "2023-01", "2023-02")
+    assert checkpoint.warehouse_path == tmp_path / "cp" / "warehouse" / "hdb_resale.duckdb"
+    assert checkpoint.tool_env() == {
+        "MELTANO_STATE_BACKEND_URI": (tmp_path / "cp" / "meltano-state").as_uri(),
+        "DBT_TARGET_PATH": str(tmp_path / "cp" / "dbt" / "target"),
+        "DBT_LOG_PATH": str(tmp_path / "cp" / "dbt" / "logs"),
+    }
 
 
 def test_the_tool_environment_is_put_back(monkeypatch) -> None:

@@ -21,12 +21,12 @@ from classroom.runner import RunOutcome, StepOutcome, describe, execute
 from dagster_orchestration.constants import records_dir
 from dagster_orchestration.stages.validate import blocking_rules
 from hdb_elt.settings import stage_settings
+from hdb_elt.stage_notebooks import STAGE_NAMES as STAGE_KEYS
 from hdb_elt.stage_notebooks import STAGES
 
 pytestmark = pytest.mark.slow
 
 MONTHS = ["2023-01", "2023-02"]
-STAGE_KEYS = ["extract_load", "validate", "transform", "test", "report"]
 
 
 @pytest.fixture(scope="module")

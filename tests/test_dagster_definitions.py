@@ -44,6 +44,7 @@ from hdb_elt.stage_notebooks import STAGES, stage_path
 from hdb_elt.validation import read_deliveries, record_results, validate_load
 from hdb_elt.warehouse import connect, ensure_warehouse
 
+# Written out, not read from hdb_elt.stage_notebooks: the asset keys a user sees, pinned here.
 STAGE_KEYS = ["extract_load", "validate", "transform", "test", "report"]
 SGT = ZoneInfo("Asia/Singapore")
 HEADER = (

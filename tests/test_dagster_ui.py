@@ -24,6 +24,7 @@ from dagster_support import dagster_environment, mart_checksums, notebook_text
 
 from dagster_orchestration.constants import GROUP, JOB_NAME
 from hdb_elt.settings import REPO_ROOT
+from hdb_elt.stage_notebooks import STAGE_NAMES as STAGE_KEYS
 from hdb_elt.stage_notebooks import STAGES
 
 pytestmark = pytest.mark.slow
@@ -41,7 +42,6 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "dagster"
 LOCATION = "dagster_orchestration.definitions"
-STAGE_KEYS = ["extract_load", "validate", "transform", "test", "report"]
 YEAR = [f"2023-{month:02d}" for month in range(1, 13)]
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import subprocess
 from pathlib import Path
 
@@ -69,20 +68,6 @@ def failed_tests(run_results: dict, among: tuple[str, ...] = ("fail", "error")) 
 
 
 # ---------------------------------------------------------------- quick checks, no dbt run
-
-
-def test_on_run_start_creates_quarantine_exactly_like_the_warehouse(tmp_path: Path) -> None:
-    """The dbt hook's audit.quarantine DDL and hdb_elt.warehouse's give the same columns."""
-    macro = (DBT_PROJECT_DIR / "macros" / "ensure_audit_tables.sql").read_text()
-    body = re.search(r"{% macro ensure_audit_tables\(\) %}(.*?){% endmacro %}", macro, re.S)
-    assert body is not None, "ensure_audit_tables macro not found"
-    from_dbt = duckdb.connect()
-    from_dbt.execute(body.group(1))
-
-    ensure_warehouse(tmp_path / "w.duckdb")
-    with connect(tmp_path / "w.duckdb", read_only=True) as con:
-        from_package = columns_of(con, "audit.quarantine")
-    assert columns_of(from_dbt, "audit.quarantine") == from_package
 
 
 def test_window_vars_are_validated_before_reaching_dbt() -> None:

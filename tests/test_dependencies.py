@@ -82,16 +82,6 @@ def test_plugins_pin_the_same_shared_libraries() -> None:
             )
 
 
-def test_the_tap_and_the_warehouse_agree_on_the_source_columns() -> None:
-    # The tap runs in Meltano's own virtualenv, so it cannot import the project package:
-    # the column list is written twice, and this keeps the two the same.
-    from tap_hdb_resale.deliveries import COLUMNS
-
-    from hdb_elt.warehouse import SOURCE_COLUMNS
-
-    assert tuple(COLUMNS) == tuple(SOURCE_COLUMNS)
-
-
 def overridden_away() -> set[str]:
     """Packages requirements-overrides.txt removes (a marker that is never true)."""
     lines = (REPO / "requirements-overrides.txt").read_text().splitlines()

@@ -16,7 +16,6 @@ from hdb_elt.synthetic import (
     FILE_PREFIX,
     MANIFEST,
     SynthesisError,
-    ensure_synthesis,
     month_sizes,
     parse_remaining_lease,
     remaining_lease_text,
@@ -144,13 +143,22 @@ def test_the_tap_and_the_validation_gate_accept_every_row(synthetic: Path):
     assert set(report.results["status"]) <= {"pass", "info"}
 
 
-def test_ensure_synthesis_reuses_a_matching_folder(shared_monthly: Path, tmp_path: Path):
-    folder = ensure_synthesis(shared_monthly, tmp_path / "s", 500, start="2020-01", end="2020-12")
-    stamp = (folder / "resale-flat-prices-2020-01.csv").stat().st_mtime_ns
-    assert ensure_synthesis(shared_monthly, folder, 500, start="2020-01", end="2020-12") == folder
-    assert (folder / "resale-flat-prices-2020-01.csv").stat().st_mtime_ns == stamp
-    ensure_synthesis(shared_monthly, folder, 600, start="2020-01", end="2020-06")
-    assert len(list(folder.glob("*.csv"))) == 6  # a new synthesis leaves no stale month
+def test_a_synthesis_reuses_a_matching_folder(shared_monthly: Path, tmp_path: Path):
+    def recipe(rows: int, end: str):
+        return synthesize(
+            shared_monthly, tmp_path / "s", rows, start="2020-01", end=end, reuse=True
+        )
+
+    first = recipe(500, "2020-12")
+    stamp = (first.folder / "resale-flat-prices-2020-01.csv").stat().st_mtime_ns
+    again = recipe(500, "2020-12")
+    assert again.files == first.files and len(again.files) == 12
+    assert (first.folder / "resale-flat-prices-2020-01.csv").stat().st_mtime_ns == stamp
+    (first.folder / "resale-flat-prices-2020-05.csv").unlink()
+    assert len(recipe(500, "2020-12").files) == 12  # a month missing: written again
+    assert (first.folder / "resale-flat-prices-2020-05.csv").is_file()
+    recipe(600, "2020-06")
+    assert len(list(first.folder.glob("*.csv"))) == 6  # a new synthesis leaves no stale month
 
 
 def test_too_few_rows_for_the_window_is_refused(shared_monthly: Path, tmp_path: Path):

@@ -27,12 +27,13 @@ from classroom.exercises.workspace import EXERCISES, CheckResult, Workspace
 from classroom.runner import RUNNING, execute
 from dagster_orchestration.home import prepare_home
 from dagster_orchestration.partitions import PARTITION_TAG, is_partition, run_months
+from hdb_elt.stage_notebooks import STAGE_NAMES, stage_name
 
 EXERCISE = EXERCISES["05_backfill_in_dagster"]
 GOOD, BAD = "2023-03", "2023-04"
 MONTHS = [GOOD, BAD]
 SPOIL_EVERY = 20  # every 20th sale of the bad month is priced at 1 SGD
-STAGE_ASSETS = ("extract_load", "validate", "transform", "test", "report")
+STAGE_ASSETS = STAGE_NAMES  # the stage assets' keys
 HIDDEN_TAGS = ("parameters", "injected-parameters", "injected-by-dagster", "injected-teardown")
 
 
@@ -122,12 +123,7 @@ def backfill(ws: Workspace, months: object) -> list:
 def describe_run(outcome) -> str:
     """A run's verdict, stage by stage, with its checks; the first line of a failure."""
     lines = [f"{outcome.window}: {'success' if outcome.success else 'FAILED'}"]
-    for step in outcome.steps:
-        checks = outcome.step_checks(step.step)
-        lines.append(
-            f"  {step.step:<13} {step.status:<8}"
-            + (f" checks: {', '.join(checks)}" if checks else "")
-        )
+    lines += outcome.step_lines()
     if outcome.failure:
         lines.append("  " + outcome.failure.splitlines()[0])
     return "\n".join(lines)
@@ -339,7 +335,7 @@ def check_backfill(
 
 def _stage(value: object) -> object:
     """``"02_validate"`` and ``"validate"`` name the same stage."""
-    return value.split("_", 1)[1] if isinstance(value, str) and value[:2].isdigit() else value
+    return stage_name(value) if isinstance(value, str) and value[:2].isdigit() else value
 
 
 def _same(answer: object, right: object) -> bool:

@@ -10,12 +10,9 @@ refresh never touches a learner's workspace.
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-
-from nbclient import NotebookClient
 
 from classroom.checkpoints import CHECKPOINTS_ENV
 from classroom.exercises.workspace import (
@@ -24,9 +21,8 @@ from classroom.exercises.workspace import (
     EXERCISES_ENV,
     exercise,
 )
-from classroom.reference_outputs import reference_environment
+from classroom.reference_outputs import execute_notebook, reference_environment
 from hdb_elt.settings import NOTEBOOKS_DIR, display_path, temporary_environ
-from hdb_elt.stage_notebooks import KERNEL
 
 EXERCISE_NOTEBOOKS_DIR = NOTEBOOKS_DIR / "exercises"
 SOLUTIONS_DIR = EXERCISE_NOTEBOOKS_DIR / "solutions"
@@ -61,17 +57,10 @@ def refresh_solutions(names: Sequence[str] | None = None, timeout: int = 900) ->
     with reference_environment(), scratch_exercises() as scratch:
         for name in chosen:
             path = solution_path(name)
-            notebook = nbformat.read(path, as_version=4)
-            started = time.perf_counter()
-            NotebookClient(
-                notebook,
-                timeout=timeout,
-                kernel_name=KERNEL,
-                resources={"metadata": {"path": str(SOLUTIONS_DIR)}},
-            ).execute()
+            notebook, seconds = execute_notebook(path, SOLUTIONS_DIR, timeout)
             _as_a_learner_sees_it(notebook, scratch / "exercises")
             nbformat.write(notebook, path)
-            print(f"{path.name}: executed in {time.perf_counter() - started:.1f} s and saved")
+            print(f"{path.name}: executed in {seconds:.1f} s and saved")
 
 
 def _as_a_learner_sees_it(notebook, scratch: Path) -> None:

@@ -24,7 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from classroom.checkpoints import Checkpoint, build_checkpoint, copy_state, copy_warehouse, tool_env
+from classroom.checkpoints import (
+    Checkpoint,
+    PipelineFolder,
+    build_checkpoint,
+    copy_state,
+    copy_warehouse,
+)
 from hdb_elt.settings import (
     DATA_DIR,
     DBT_PROJECT_DIR,
@@ -185,7 +191,7 @@ def _strip_time(line: str) -> str:
 
 
 @dataclass(frozen=True)
-class Workspace:
+class Workspace(PipelineFolder):
     """An exercise's own copies: warehouse, deliveries, Meltano state, dbt target (and project),
     Dagster home. :meth:`activate` points this process's pipeline settings at them."""
 
@@ -195,37 +201,12 @@ class Workspace:
     settings: Settings
 
     @property
-    def warehouse_path(self) -> Path:
-        return self.root / "warehouse" / "hdb_resale.duckdb"
-
-    @property
-    def deliveries_dir(self) -> Path:
-        return self.root / "deliveries"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / "meltano-state"
-
-    @property
     def dbt_project_dir(self) -> Path:
         """The workspace's copy of dbt_resale_flat/, or the project's own one (used read-only)
         for exercises that do not change it."""
         if self.exercise.copies_dbt_project:
             return self.root / "dbt_resale_flat"
         return DBT_PROJECT_DIR
-
-    @property
-    def dbt_target_dir(self) -> Path:
-        return self.root / "dbt" / "target"
-
-    @property
-    def dagster_home(self) -> Path:
-        return self.root / "dagster_home"
-
-    @property
-    def runs_dir(self) -> Path:
-        """Where Dagster keeps the executed notebooks of the workspace's runs."""
-        return self.root / "runs"
 
     def env(self) -> dict[str, str]:
         """The variables that make the pipeline's stages and tools use this workspace."""
@@ -235,7 +216,7 @@ class Workspace:
             "HDB_START_MONTH": str(self.settings.start_month),
             "HDB_END_MONTH": str(self.settings.end_month),
             "HDB_LOOKBACK_MONTHS": str(self.settings.lookback_months),
-            **tool_env(self.root),
+            **self.tool_env(),
         }
         if self.exercise.dagster:
             values["DAGSTER_HOME"] = str(self.dagster_home)

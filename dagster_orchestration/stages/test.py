@@ -19,6 +19,7 @@ from dagster_orchestration.dagstermill_assets import stage_asset
 from dagster_orchestration.metadata import check_settings, markdown_table
 from dagster_orchestration.resources import HdbSettings
 from dagster_orchestration.stages.transform import transform
+from hdb_elt.quality import _blocking as blocks_the_pipeline
 from hdb_elt.quality import pass_fail_table, reconciliation
 from hdb_elt.settings import Settings
 from hdb_elt.transform import dbt_target_dir
@@ -80,9 +81,9 @@ def dbt_tests(window: Settings, kind: str, not_before: float | None = None) -> A
     except NoTestResults as missing:
         return AssetCheckResult(passed=False, metadata={"why": MetadataValue.text(str(missing))})
     tests = tests[tests["kind"] == kind]
-    # An error-severity test that failed, or any test that could not run, blocks.
-    failed = (tests["status"] == "fail") & (tests["severity"] != "warn")
-    blocking = tests[(tests["status"] == "error") | failed]
+    # Which failures block is the test stage's own rule (an error-severity failure, or a test
+    # that could not run), read from hdb_elt.quality so the check and the notebook agree.
+    blocking = tests[blocks_the_pipeline(tests)]
     return AssetCheckResult(
         passed=blocking.empty and not tests.empty,
         metadata={
@@ -97,6 +98,8 @@ def _run_started(context: AssetCheckExecutionContext) -> float | None:
     return record.create_timestamp.timestamp() if record else None
 
 
+# The checks below look alike on purpose: each is Dagster's decorated function over a plain
+# one that takes the run's settings (testable without Dagster).
 @asset_check(
     asset=test,
     blocking=True,

@@ -73,6 +73,8 @@ def unique_ids(window: Settings) -> AssetCheckResult:
     )
 
 
+# The checks below look alike on purpose: each is Dagster's decorated function over a plain
+# one that takes the run's settings (testable without Dagster).
 @asset_check(
     asset=transform,
     blocking=True,

@@ -126,6 +126,8 @@ def row_rules(window: Settings) -> AssetCheckResult:
     )
 
 
+# The checks below look alike on purpose: each is Dagster's decorated function over a plain
+# one that takes the run's settings (testable without Dagster).
 @asset_check(
     asset=validate,
     blocking=True,

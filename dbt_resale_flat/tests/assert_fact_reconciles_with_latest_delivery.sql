@@ -1,7 +1,8 @@
 -- Per month: rows in the fact = rows in the month's latest accepted delivery
 -- (raw.latest_deliveries) minus its quarantined rows. Computed from the view and audit
 -- directly, not from staging, so a bug in staging or in the incremental logic (a stale,
--- duplicated, missing or extra row) shows here. Returns the months that disagree.
+-- duplicated, missing or extra row) shows here; its import CTEs are staging's on purpose.
+-- Returns the months that disagree.
 
 with
 

@@ -1,6 +1,7 @@
 -- Prices per registration month x town x flat type, from the fact table. Rebuilt in full on
 -- every run: it is a few thousand rows aggregated from the fact in milliseconds, and a full
--- rebuild cannot drift from the fact.
+-- rebuild cannot drift from the fact. bench/floor.py repeats this SQL on purpose (the
+-- benchmark's floor, without dbt); tests/test_bench.py checks both build the same table.
 
 with
 

@@ -1,4 +1,5 @@
--- One row per HDB flat type, in display order (seed flat_types).
+-- One row per HDB flat type, in display order (seed flat_types). The same shape as dim_town
+-- on purpose: each dimension reads alone, seed to mart.
 
 with
 

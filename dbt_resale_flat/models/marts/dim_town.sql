@@ -1,4 +1,5 @@
--- One row per HDB town, with its planning region (seed town_regions).
+-- One row per HDB town, with its planning region (seed town_regions). The same shape as
+-- dim_flat_type on purpose: each dimension reads alone, seed to mart.
 
 with
 

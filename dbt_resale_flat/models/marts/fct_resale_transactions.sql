@@ -22,6 +22,8 @@ transactions as (
 ),
 
 final as (
+    -- The fact's columns, named here as in its contract (_marts__models.yml): the same list
+    -- as staging's final on purpose, so the mart's shape reads in the mart.
     select
         -- ids
         transaction_id,

@@ -1,6 +1,8 @@
 -- One row per resale transaction of the latest accepted delivery of each month (the view
 -- raw.latest_deliveries decides which delivery that is), typed and cleaned. Quarantined rows
 -- (audit.quarantine) are left out.
+-- bench/floor.py repeats this SQL on purpose (the benchmark's floor, DuckDB without dbt);
+-- tests/test_bench.py checks that the two build the same fact.
 
 with
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The columns of the newest resource, in data.gov.sg's order: raw keeps every resource's rows
-# in these columns, a column a resource lacks left empty.
+# in these columns, a column a resource lacks left empty. The one list, which the tap and the
+# workbook read (hdb_elt.warehouse.SOURCE_COLUMNS). dbt cannot import it: its copy, the raw
+# columns of dbt_resale_flat/models/staging/_hdb__sources.yml, is kept equal by
+# tests/test_one_place_per_fact.py.
 COLUMNS = (
     "month",
     "town",

@@ -87,6 +87,7 @@ class TapHdbResale(Tap):
         PluginCapabilities.STRUCTURED_LOGGING,
     ]
 
+    # One Property per setting, alike on purpose: the SDK's declarative config schema.
     config_jsonschema = th.PropertiesList(
         th.Property(
             "data_dir",

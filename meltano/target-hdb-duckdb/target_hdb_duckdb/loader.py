@@ -52,6 +52,34 @@ def duckdb_type(json_schema: dict[str, Any]) -> str:
     }.get(kind, "varchar")
 
 
+def load_tables_ddl(schema: str) -> list[str]:
+    """The statements creating ``<schema>._loads`` and ``<schema>._load_months`` if missing.
+
+    The one definition of the loader's record: the workbook's warehouse
+    (hdb_elt.warehouse.ensure_warehouse) creates the same tables with these statements.
+    """
+    return [
+        f"""create table if not exists {quote(schema)}._loads (
+            load_id varchar primary key,
+            stream varchar,
+            started_at timestamp,
+            committed_at timestamp,
+            row_count bigint,
+            months varchar[]
+        )""",
+        # Each month a load delivered, with the tap's fingerprint of its rows: the warehouse's
+        # own record of what is loaded.
+        f"""create table if not exists {quote(schema)}._load_months (
+            load_id varchar,
+            stream varchar,
+            month varchar,
+            row_count bigint,
+            fingerprint varchar,
+            source varchar
+        )""",
+    ]
+
+
 @dataclass
 class _Stream:
     table: str
@@ -75,16 +103,8 @@ class DuckDBLoader:
         self.streams: dict[str, _Stream] = {}
         self.con.execute("begin transaction")
         self.con.execute(f"create schema if not exists {quote(schema)}")
-        self.con.execute(
-            f"""create table if not exists {quote(schema)}._loads (
-                load_id varchar primary key, stream varchar, started_at timestamp,
-                committed_at timestamp, row_count bigint, months varchar[])"""
-        )
-        self.con.execute(
-            f"""create table if not exists {quote(schema)}._load_months (
-                load_id varchar, stream varchar, month varchar, row_count bigint,
-                fingerprint varchar, source varchar)"""
-        )
+        for statement in load_tables_ddl(schema):
+            self.con.execute(statement)
         # Strictly increasing from load to load, so "latest delivery" never ties.
         self.loaded_at = self.con.execute(
             f"""select greatest(timezone('UTC', now()),

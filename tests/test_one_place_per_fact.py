@@ -1,0 +1,91 @@
+"""Facts that must be written twice, because SQL and YAML cannot import Python, kept equal.
+
+Each fact has one place, and the others read it (an import, a dbt source or macro). Where a
+copy must stay, it carries a comment naming its original and this file, and a test here
+parses both and compares them: change one without the other and a test fails.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import duckdb
+import yaml
+from tap_hdb_resale.deliveries import COLUMNS
+
+from hdb_elt.settings import DBT_PROJECT_DIR
+from hdb_elt.warehouse import LATEST_DELIVERIES, RAW_TABLE, connect, ensure_warehouse
+
+SOURCES_YML = DBT_PROJECT_DIR / "models" / "staging" / "_hdb__sources.yml"
+MARTS_YML = DBT_PROJECT_DIR / "models" / "marts" / "_marts__models.yml"
+FLAT_TYPES_SEED = DBT_PROJECT_DIR / "seeds" / "flat_types.csv"
+AUDIT_MACRO = DBT_PROJECT_DIR / "macros" / "ensure_audit_tables.sql"
+
+
+def dbt_source_tables() -> dict[str, dict]:
+    """``{"hdb.resale_flat_prices": {...}, ...}``: the dbt sources' tables by source and name."""
+    sources = yaml.safe_load(SOURCES_YML.read_text())["sources"]
+    return {
+        f"{source['name']}.{table['name']}": {**table, "schema": source["schema"]}
+        for source in sources
+        for table in source["tables"]
+    }
+
+
+def columns_of(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    return [(row[0], row[1]) for row in con.execute(f"describe {table}").fetchall()]
+
+
+def test_dbt_reads_the_warehouse_own_raw_table_and_latest_deliveries_view() -> None:
+    tables = dbt_source_tables()
+    raw, latest = tables["hdb.resale_flat_prices"], tables["hdb.latest_deliveries"]
+    assert f"{raw['schema']}.{raw['name']}" == RAW_TABLE
+    assert f"{latest['schema']}.{latest['name']}" == LATEST_DELIVERIES
+
+
+def test_dbt_declares_the_raw_columns_of_the_tap_and_the_warehouse(tmp_path: Path) -> None:
+    """The raw columns in _hdb__sources.yml: the tap's eleven, in delivery order, then the load
+    metadata, exactly the columns of the table and view the warehouse creates."""
+    ensure_warehouse(tmp_path / "w.duckdb")
+    with connect(tmp_path / "w.duckdb", read_only=True) as con:
+        raw_table = [name for name, _ in columns_of(con, RAW_TABLE)]
+        latest_view = [name for name, _ in columns_of(con, LATEST_DELIVERIES)]
+    tables = dbt_source_tables()
+    for key in ("hdb.resale_flat_prices", "hdb.latest_deliveries"):
+        declared = [column["name"] for column in tables[key]["columns"]]
+        assert declared[: len(COLUMNS)] == list(COLUMNS), key
+        assert declared == raw_table == latest_view, key
+
+
+def test_on_run_start_creates_quarantine_exactly_like_the_warehouse(tmp_path: Path) -> None:
+    """The dbt hook's audit.quarantine DDL and hdb_elt.warehouse's give the same columns."""
+    body = re.search(
+        r"{% macro ensure_audit_tables\(\) %}(.*?){% endmacro %}", AUDIT_MACRO.read_text(), re.S
+    )
+    assert body is not None, "ensure_audit_tables macro not found"
+    from_dbt = duckdb.connect()
+    from_dbt.execute(body.group(1))
+
+    ensure_warehouse(tmp_path / "w.duckdb")
+    with connect(tmp_path / "w.duckdb", read_only=True) as con:
+        from_package = columns_of(con, "audit.quarantine")
+    assert columns_of(from_dbt, "audit.quarantine") == from_package
+
+
+def test_the_flat_types_are_the_same_at_the_gate_in_the_seed_and_in_the_marts_tests() -> None:
+    """The seed flat_types.csv (dim_flat_type) is dbt's list; the fact's accepted_values test
+    and the validation gate's KNOWN_FLAT_TYPES repeat it."""
+    from hdb_elt.validation import KNOWN_FLAT_TYPES
+
+    with FLAT_TYPES_SEED.open(newline="", encoding="utf-8") as handle:
+        seeded = [row["flat_type"] for row in csv.DictReader(handle)]
+    models = {model["name"]: model for model in yaml.safe_load(MARTS_YML.read_text())["models"]}
+    fact_columns = {c["name"]: c for c in models["fct_resale_transactions"]["columns"]}
+    (accepted,) = [
+        test["accepted_values"]["arguments"]["values"]
+        for test in fact_columns["flat_type"]["data_tests"]
+        if isinstance(test, dict) and "accepted_values" in test
+    ]
+    assert seeded == list(accepted) == list(KNOWN_FLAT_TYPES)
