@@ -108,8 +108,8 @@ def run_tests(settings: Settings) -> pd.DataFrame:
     return tests
 
 
-def read_test_results(target_dir: Path | None = None) -> pd.DataFrame:
-    """The tests of dbt's last run (``run_results.json`` + ``manifest.json``) as a table.
+def pass_fail_table(results: list[dict], manifest: dict) -> pd.DataFrame:
+    """The tests among dbt's ``results`` (``run_results.json``) as a table, with ``manifest``.
 
     One row per test: ``test`` (the generic test, such as ``unique``, or the singular or unit
     test's name), ``kind`` (``data`` or ``unit``), the ``model`` (or raw table) and ``column``
@@ -117,16 +117,6 @@ def read_test_results(target_dir: Path | None = None) -> pd.DataFrame:
     (rows found) and ``name``, dbt's node name, which ``dbt test --select`` takes.
     Data tests first, then unit tests, each by model and name.
     """
-    target = target_dir or dbt_target_dir()
-    results_path, manifest_path = target / "run_results.json", target / "manifest.json"
-    if not results_path.exists() or not manifest_path.exists():
-        raise FileNotFoundError(f"No dbt test results in {display_path(target)}: run dbt first.")
-    results = json.loads(results_path.read_text())["results"]
-    return pass_fail_table(results, json.loads(manifest_path.read_text()))
-
-
-def pass_fail_table(results: list[dict], manifest: dict) -> pd.DataFrame:
-    """The pass/fail table of dbt ``results`` (see :func:`read_test_results`)."""
     rows = []
     for result in results:
         unique_id = result["unique_id"]

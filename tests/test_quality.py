@@ -34,9 +34,9 @@ from hdb_elt.quality import (
     TEST_COLUMNS,
     DbtTestRunError,
     QualityCheckFailed,
+    pass_fail_table,
     quality_summary,
     raise_on_failures,
-    read_test_results,
     reconciliation,
     run_tests,
 )
@@ -161,7 +161,7 @@ def test_reconciliation_without_quarantine_table_or_fact(small_warehouse: Path) 
 # ---------------------------------------------------------------- the table and the gate
 
 
-def test_read_test_results_names_kind_model_column_and_severity(tmp_path: Path) -> None:
+def test_pass_fail_table_names_kind_model_column_and_severity() -> None:
     model = "model.p.fct_resale_transactions"
     manifest = {
         "nodes": {
@@ -203,10 +203,7 @@ def test_read_test_results_names_kind_model_column_and_severity(tmp_path: Path) 
         {"unique_id": "test.p.assert_it_reconciles", "status": "pass", "failures": 0},
         {"unique_id": "test.p.source_unique.3c", "status": "pass", "failures": 0},
     ]  # fmt: skip
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    (tmp_path / "run_results.json").write_text(json.dumps({"results": results}))
-
-    table = read_test_results(tmp_path)
+    table = pass_fail_table(results, manifest)
     assert table.columns.tolist() == TEST_COLUMNS
     assert table.astype(object).where(table.notna(), None).values.tolist() == [
         ["assert_it_reconciles", "data", "fct_resale_transactions", "", "error", "pass", 0,
