@@ -24,7 +24,6 @@ into this warehouse is alive on this machine, the run goes ahead (``meltano run 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from hdb_elt.settings import MELTANO_PROJECT_DIR, Settings, display_path
 from hdb_elt.warehouse import (
@@ -174,28 +174,24 @@ def running_extract_loads(warehouse_id: str) -> list[int]:
 def project_lock(timeout: float = PROJECT_LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
     """Hold the Meltano project's lock: one extract-load at a time in ``meltano/``.
 
-    An ``flock`` on a file beside Meltano's run files: the operating system releases it when
-    the holder exits, however it exits, so a killed run never leaves it held.
+    A ``filelock`` lock (an ``flock``) on a file beside Meltano's run files: the operating
+    system releases it when the holder exits, however it exits, so a killed run never leaves
+    it held.
     """
     PROJECT_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with PROJECT_LOCK.open("a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ExtractLoadError(
-                        f"Another extract-load in this project has run for over {timeout:.0f} s "
-                        f"(it holds {display_path(PROJECT_LOCK)}): Meltano runs one at a time "
-                        "here. Wait for it, or stop it, then run again."
-                    ) from None
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = FileLock(PROJECT_LOCK)
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise ExtractLoadError(
+            f"Another extract-load in this project has run for over {timeout:.0f} s "
+            f"(it holds {display_path(PROJECT_LOCK)}): Meltano runs one at a time "
+            "here. Wait for it, or stop it, then run again."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def latest_loads(warehouse_path: Path) -> set[str]:
