@@ -162,7 +162,7 @@ class BackoffRetry(Retry):
     # 413 (a page too large) is the client's to handle, by halving the page: never waited out.
     RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
 
-    def __init__(self, *args: Any, sleep: Callable[[float], None] = time.sleep, **kw: Any):
+    def __init__(self, *args: Any, sleep: Callable[[float], None] = time.sleep, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.sleep_with = sleep
 
