@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import importlib.metadata as metadata
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 from tap_hdb_resale.deliveries import find_deliveries
 
 from hdb_elt.settings import (
@@ -76,18 +79,31 @@ class Check:
 # --- versions ------------------------------------------------------------------------------
 
 
-def _normal(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def pins(lines: Iterable[str]) -> dict[str, str]:
-    """``name==version`` lines (comments and other specifiers skipped) as {name: version}."""
+    """Exact pins (``name==version``) among requirement ``lines`` as {normalised name: version}.
+
+    Comments, blank lines, pip options and requirements that are not one exact pin are skipped.
+    """
     found = {}
     for line in lines:
-        match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)", line)
-        if match:
-            found[_normal(match.group(1))] = match.group(2)
+        try:
+            requirement = Requirement(line.split("#", 1)[0].strip())
+        except InvalidRequirement:
+            continue
+        specs = list(requirement.specifier)
+        if len(specs) == 1 and specs[0].operator == "==":
+            found[canonicalize_name(requirement.name)] = specs[0].version
     return found
+
+
+def at_pin(found: str | None, pinned: str) -> bool:
+    """Whether an installed version is the pinned one (as versions: ``2.0`` is ``2.0.0``)."""
+    if found is None:
+        return False
+    try:
+        return Version(found) == Version(pinned)
+    except InvalidVersion:
+        return found == pinned
 
 
 def project_pins(pyproject: Path = PYPROJECT) -> dict[str, str]:
@@ -112,14 +128,12 @@ def mismatches(
     problems = []
     for name, pinned in sorted(wanted.items()):
         found = version_of(name)
-        if found != pinned:
+        if not at_pin(found, pinned):
             problems.append(f"{name} {found or 'missing'} (pinned {pinned})")
     return problems
 
 
 def check_python(version: tuple[int, ...] = tuple(sys.version_info[:3])) -> Check:
-    from packaging.specifiers import SpecifierSet
-
     required = tomllib.loads(PYPROJECT.read_text())["project"]["requires-python"]
     text = ".".join(map(str, version))
     if text in SpecifierSet(required):
@@ -164,7 +178,7 @@ def check_tool(
     """An executable of this environment, and its packages at their pins."""
     executable = _executable(name)
     direct = project_pins()
-    wanted = {_normal(p): direct.get(_normal(p), "") for p in packages}
+    wanted = {canonicalize_name(p): direct.get(canonicalize_name(p), "") for p in packages}
     versions = ", ".join(f"{p} {version_of(p) or 'missing'}" for p in packages)
     if executable is None:
         return Check(name, FAIL, f"`{name}` is not installed in this environment", SETUP_FIX)
@@ -218,7 +232,7 @@ def check_meltano_plugins(project: Path = MELTANO_PROJECT_DIR) -> Check:
         wrong = [
             f"{p} {versions.get(p, 'missing')} (pinned {pinned[p]})"
             for p in packages
-            if p in pinned and versions.get(p) != pinned[p]
+            if p in pinned and not at_pin(versions.get(p), pinned[p])
         ]
         if probe.returncode != 0 or wrong:
             problems.append(f"{plugin}: " + (", ".join(wrong) or probe.stderr.strip()[-200:]))

@@ -24,7 +24,6 @@ into this warehouse is alive on this machine, the run goes ahead (``meltano run 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from hdb_elt.settings import MELTANO_PROJECT_DIR, Settings, display_path
 from hdb_elt.warehouse import (
@@ -53,12 +53,10 @@ from hdb_elt.warehouse import (
 
 EXTRACTOR = "tap-hdb-resale"
 LOADER = "target-hdb-duckdb"
-_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 _ERROR_HINT_RE = re.compile(r"(Error|error|Exception|refused|failed)")
 # The tap's words to the user about a delivery it loaded anyway: a finding with its rule (an
 # ignored column, a second copy of a month) is a warning; files or rows outside the window
 # that were left unread are notes.
-_TAP_LINE_RE = re.compile(r"\[\s*\w+\s*\] tap-hdb-resale (.*)$")
 _NOTE_RE = re.compile(r"^Skipped \d+ files|: skipped \d+ rows")
 PROJECT_LOCK = MELTANO_PROJECT_DIR / ".meltano" / "hdb-elt-extract-load.lock"
 PROJECT_LOCK_TIMEOUT_SECONDS = 900.0
@@ -72,6 +70,32 @@ class ExtractLoadError(RuntimeError):
         if log_path is not None:
             message += f"\nFull Meltano log: {display_path(log_path)}"
         super().__init__(message)
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """One line of Meltano's log: who said it (a plugin's name, or None for Meltano), what."""
+
+    plugin: str | None
+    level: str
+    text: str
+
+
+def log_events(output: str) -> list[LogEvent]:
+    """Meltano's ``--log-format json`` output (one JSON object a line) as events. A plugin's
+    own output arrives line by line as the ``event`` of a line naming the plugin; a line that
+    is not JSON (Python failing before Meltano's logging started) is an event of its own."""
+    events = []
+    for line in output.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if isinstance(entry, dict) and "event" in entry:
+            events.append(LogEvent(entry.get("name"), entry.get("level", ""), str(entry["event"])))
+        elif line.strip():
+            events.append(LogEvent(None, "", line))
+    return events
 
 
 @dataclass
@@ -132,15 +156,14 @@ def meltano_env(settings: Settings, warehouse_months: dict | None = None) -> dic
     return env
 
 
-def tap_messages(output: str) -> tuple[list[str], list[str]]:
+def tap_messages(events: list[LogEvent]) -> tuple[list[str], list[str]]:
     """The tap's warnings and notes about the deliveries of a run that succeeded, each once
     (the tap may meet a header twice: fingerprinting a delivery, then extracting it)."""
     warnings, notes = [], []
-    for line in output.splitlines():
-        match = _TAP_LINE_RE.search(_ANSI_RE.sub("", line).rstrip())
-        if match is None:
+    for event in events:
+        if event.plugin != EXTRACTOR:
             continue
-        text = match.group(1).strip()
+        text = event.text.strip()
         if "(rule: " in text:
             found = warnings
         elif _NOTE_RE.search(text):
@@ -174,28 +197,24 @@ def running_extract_loads(warehouse_id: str) -> list[int]:
 def project_lock(timeout: float = PROJECT_LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
     """Hold the Meltano project's lock: one extract-load at a time in ``meltano/``.
 
-    An ``flock`` on a file beside Meltano's run files: the operating system releases it when
-    the holder exits, however it exits, so a killed run never leaves it held.
+    A ``filelock`` lock (an ``flock``) on a file beside Meltano's run files: the operating
+    system releases it when the holder exits, however it exits, so a killed run never leaves
+    it held.
     """
     PROJECT_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with PROJECT_LOCK.open("a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ExtractLoadError(
-                        f"Another extract-load in this project has run for over {timeout:.0f} s "
-                        f"(it holds {display_path(PROJECT_LOCK)}): Meltano runs one at a time "
-                        "here. Wait for it, or stop it, then run again."
-                    ) from None
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = FileLock(PROJECT_LOCK)
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise ExtractLoadError(
+            f"Another extract-load in this project has run for over {timeout:.0f} s "
+            f"(it holds {display_path(PROJECT_LOCK)}): Meltano runs one at a time "
+            "here. Wait for it, or stop it, then run again."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def latest_loads(warehouse_path: Path) -> set[str]:
@@ -203,9 +222,9 @@ def latest_loads(warehouse_path: Path) -> set[str]:
         return {row[0] for row in con.execute("select load_id from raw._loads").fetchall()}
 
 
-def explain_failure(output: str) -> str:
-    """The lines of Meltano's output that say what went wrong, without the noise around them."""
-    lines = [_ANSI_RE.sub("", line).rstrip() for line in output.splitlines()]
+def explain_failure(events: list[LogEvent]) -> str:
+    """The lines of Meltano's log that say what went wrong, without the noise around them."""
+    lines = [event.text.rstrip() for event in events]
     for marker in (
         "DeliveryError",
         "ApiError",
@@ -216,22 +235,16 @@ def explain_failure(output: str) -> str:
     ):
         hits = [line for line in lines if marker in line]
         if hits:
-            return _strip_log_prefix(hits[-1])
+            return _unqualified(hits[-1])
     hits = [line for line in lines if _ERROR_HINT_RE.search(line) and "Traceback" not in line]
     if hits:
-        return "\n".join(_strip_log_prefix(line) for line in hits[-3:])
+        return "\n".join(_unqualified(line) for line in hits[-3:])
     return "Meltano exited with an error and printed no explanation."
 
 
-def _strip_log_prefix(line: str) -> str:
-    # Meltano prefixes plugin output with a timestamp, level and logger fields.
-    match = re.search(r"message=(.*?)( \w+=|$)", line)
-    text = match.group(1) if match else line
-    text = re.sub(r"^\S+Z \[\s*\w+\s*\] ", "", text)
-    # "tap-hdb-resale tap_hdb_resale.deliveries.DeliveryError: ..." -> "DeliveryError: ..."
-    text = re.sub(r"^(tap|target)-[\w-]+\s+", "", text.strip())
-    text = re.sub(r"^(?:\w+\.)+(\w+(?:Error|Exception))", r"\1", text)
-    return text.strip()
+def _unqualified(line: str) -> str:
+    # "tap_hdb_resale.deliveries.DeliveryError: ..." -> "DeliveryError: ..."
+    return re.sub(r"^(?:\w+\.)+(\w+(?:Error|Exception))", r"\1", line.strip()).strip()
 
 
 def run_extract_load(settings: Settings, *, log_dir: Path | None = None) -> ExtractLoadResult:
@@ -254,6 +267,7 @@ def _run_extract_load(settings: Settings, log_dir: Path | None) -> ExtractLoadRe
         )
     command = [
         meltano_executable(),
+        "--log-format=json",  # one JSON object a line, each plugin line its own event
         "run",
         "--state-id-suffix",
         warehouse_id,
@@ -272,21 +286,24 @@ def _run_extract_load(settings: Settings, log_dir: Path | None) -> ExtractLoadRe
         check=False,
     )
     output = completed.stdout + completed.stderr
+    events = log_events(output)
     log_path = None
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / "meltano.log"
         log_path.write_text(output)
     if completed.returncode != 0:
-        locked = lock_error_from_text(settings.warehouse_path, output)
+        locked = lock_error_from_text(
+            settings.warehouse_path, "\n".join(event.text for event in events)
+        )
         if locked is not None:
             raise locked
         raise ExtractLoadError(
             "Extract-load failed; the warehouse and Meltano's state are unchanged.\n"
-            + explain_failure(output),
+            + explain_failure(events),
             log_path,
         )
-    warnings, notes = tap_messages(output)
+    warnings, notes = tap_messages(events)
     new = sorted(latest_loads(settings.warehouse_path) - before)
     result = ExtractLoadResult(
         None,

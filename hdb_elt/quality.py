@@ -18,12 +18,11 @@ import pandas as pd
 from hdb_elt.months import Month
 from hdb_elt.settings import Settings, display_path
 from hdb_elt.transform import (
-    dbt_target_dir,
-    not_our_results,
-    own_run_results,
+    missing_results,
+    new_run_target,
     plain_output,
+    read_run_results,
     run_dbt,
-    run_marker,
     window_vars,
 )
 from hdb_elt.warehouse import (
@@ -73,22 +72,21 @@ def run_tests(settings: Settings) -> pd.DataFrame:
     table, not only the window. Failing tests do not raise here: they are rows of the table
     (see :func:`raise_on_failures`). :class:`DbtTestRunError` if dbt could not run the tests.
     """
-    marker, env = run_marker()
+    target = new_run_target()
     completed = run_dbt(
         ["test", *window_vars(settings.start_month, settings.end_month)],
         settings,
         capture=True,
-        env=env,
+        env={"DBT_TARGET_PATH": str(target)},
     )
-    target = dbt_target_dir()
-    results = own_run_results(target, marker)
+    results = read_run_results(target)
     if completed.returncode != 0:
         locked = lock_error_from_text(settings.warehouse_path, plain_output(completed))
         if locked is not None:
             raise locked
     if results is None:
         if completed.returncode == 0:
-            raise DbtTestRunError(f"dbt test finished, but {not_our_results(target)}")
+            raise DbtTestRunError(f"dbt test finished, but {missing_results(target)}")
         raise DbtTestRunError(
             f"dbt test stopped before running any test (exit code {completed.returncode}):\n"
             f"{plain_output(completed)[-3000:]}"
@@ -108,8 +106,8 @@ def run_tests(settings: Settings) -> pd.DataFrame:
     return tests
 
 
-def read_test_results(target_dir: Path | None = None) -> pd.DataFrame:
-    """The tests of dbt's last run (``run_results.json`` + ``manifest.json``) as a table.
+def pass_fail_table(results: list[dict], manifest: dict) -> pd.DataFrame:
+    """The tests among dbt's ``results`` (``run_results.json``) as a table, with ``manifest``.
 
     One row per test: ``test`` (the generic test, such as ``unique``, or the singular or unit
     test's name), ``kind`` (``data`` or ``unit``), the ``model`` (or raw table) and ``column``
@@ -117,16 +115,6 @@ def read_test_results(target_dir: Path | None = None) -> pd.DataFrame:
     (rows found) and ``name``, dbt's node name, which ``dbt test --select`` takes.
     Data tests first, then unit tests, each by model and name.
     """
-    target = target_dir or dbt_target_dir()
-    results_path, manifest_path = target / "run_results.json", target / "manifest.json"
-    if not results_path.exists() or not manifest_path.exists():
-        raise FileNotFoundError(f"No dbt test results in {display_path(target)}: run dbt first.")
-    results = json.loads(results_path.read_text())["results"]
-    return pass_fail_table(results, json.loads(manifest_path.read_text()))
-
-
-def pass_fail_table(results: list[dict], manifest: dict) -> pd.DataFrame:
-    """The pass/fail table of dbt ``results`` (see :func:`read_test_results`)."""
     rows = []
     for result in results:
         unique_id = result["unique_id"]

@@ -557,9 +557,3 @@ def save_report(directory: Path, charts: Mapping[str, Figure], summary: str) -> 
     path.write_text(summary, encoding="utf-8")
     written.append(path)
     return written
-
-
-def write_report(data: ReportData, directory: Path) -> list[Path]:
-    """Draw every chart, write the summary, save them all in ``directory`` (Dagster, make)."""
-    charts = {name: draw(data) for name, draw in CHARTS.items()}
-    return save_report(directory, charts, summary_markdown(data))

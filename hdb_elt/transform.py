@@ -17,6 +17,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -123,7 +124,8 @@ class TransformError(RuntimeError):
 
 
 def dbt_target_dir() -> Path:
-    """dbt's artifacts folder: ``DBT_TARGET_PATH`` if set (dbt honours it too), else target/."""
+    """dbt's artifacts folder: ``DBT_TARGET_PATH`` if set, else target/. The stages' dbt runs
+    each write into a folder of their own under it (:func:`new_run_target`)."""
     configured = os.environ.get("DBT_TARGET_PATH")
     if not configured:
         return DBT_PROJECT_DIR / "target"
@@ -165,27 +167,54 @@ _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 _RUN_SPECIFIC_COLUMNS = ("_load_id", "_loaded_at")
 
 
-# dbt copies variables named DBT_ENV_CUSTOM_ENV_<NAME> into its artifacts' metadata as <NAME>:
-# a fresh value per run tells this run's results from an earlier or a concurrent run's.
-RUN_MARKER = "HDB_RUN_MARKER"
+# Each dbt invocation writes its artifacts into a folder of its own (as dagster-dbt gives each
+# one its own --target-path), so what a stage reads afterwards is its own run's, never an earlier
+# or a concurrent run's. The folders live under dbt_target_dir()/runs/, newest last by name.
+RUNS_FOLDER = "runs"
+KEEP_RUN_TARGETS = 5
+PARTIAL_PARSE = "partial_parse.msgpack"
 
 
-def run_marker() -> tuple[str, dict[str, str]]:
-    """A new marker, and the environment that makes dbt record it in run_results.json."""
-    marker = uuid.uuid4().hex
-    return marker, {f"DBT_ENV_CUSTOM_ENV_{RUN_MARKER}": marker}
+def run_targets(base: Path | None = None) -> list[Path]:
+    """The per-run artifact folders under ``base`` (:func:`dbt_target_dir`), oldest first."""
+    runs = (base or dbt_target_dir()) / RUNS_FOLDER
+    return sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
 
 
-def own_run_results(target_dir: Path, marker: str) -> list[dict] | None:
-    """The results in ``target_dir/run_results.json`` if the run marked ``marker`` wrote them."""
-    path = target_dir / "run_results.json"
+def new_run_target(base: Path | None = None) -> Path:
+    """A fresh, empty artifacts folder for one dbt invocation (its ``DBT_TARGET_PATH``).
+
+    dbt keeps its parsed project (``partial_parse.msgpack``) in the target folder, and a fresh
+    folder would mean a full parse every run (1.3 s more for a build of one month), so the
+    newest parsed project beside it is copied in first; dbt re-parses whatever changed. Only
+    the latest :data:`KEEP_RUN_TARGETS` folders are kept.
+    """
+    base = base or dbt_target_dir()
+    earlier = run_targets(base)
+    parsed = [p for p in (base, *earlier) if (p / PARTIAL_PARSE).is_file()]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    folder = base / RUNS_FOLDER / f"{stamp}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    if parsed:
+        newest = max(parsed, key=lambda p: (p / PARTIAL_PARSE).stat().st_mtime)
+        shutil.copyfile(newest / PARTIAL_PARSE, folder / PARTIAL_PARSE)
+    for old in earlier[: max(0, len(earlier) - (KEEP_RUN_TARGETS - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def latest_run_target(base: Path | None = None) -> Path | None:
+    """The newest run folder holding dbt's results (``run_results.json``), or None."""
+    found = [p for p in run_targets(base) if (p / "run_results.json").is_file()]
+    return found[-1] if found else None
+
+
+def read_run_results(target: Path) -> list[dict] | None:
+    """The results dbt wrote in ``target/run_results.json``; None if it wrote none."""
     try:
-        run_results = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return json.loads((target / "run_results.json").read_text())["results"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
         return None
-    if run_results.get("metadata", {}).get("env", {}).get(RUN_MARKER) != marker:
-        return None
-    return run_results["results"]
 
 
 def plain_output(completed: subprocess.CompletedProcess) -> str:
@@ -193,12 +222,11 @@ def plain_output(completed: subprocess.CompletedProcess) -> str:
     return _ANSI_RE.sub("", (completed.stdout or "") + (completed.stderr or ""))
 
 
-def not_our_results(target_dir: Path) -> str:
+def missing_results(target_dir: Path) -> str:
     """Why a run's results are missing, and what to do."""
     return (
-        f"its results in {display_path(target_dir)} are missing or another run's: was a second "
-        "dbt using that folder at the same time? Run again, or give each run its own folder "
-        "with DBT_TARGET_PATH."
+        f"its results are missing from {display_path(target_dir)}: dbt's log says why "
+        "(dbt_resale_flat/logs/dbt.log, or in DBT_LOG_PATH if set). Run again."
     )
 
 
@@ -209,17 +237,16 @@ def build_models(settings: Settings) -> dict[str, dict[str, int]]:
     stage (:func:`hdb_elt.quality.run_tests`). Raises :class:`TransformError` naming the
     failing models; returns counts of results by kind and status.
     """
-    marker, env = run_marker()
+    target = new_run_target()
     completed = build_window(
         settings,
         settings.start_month,
         settings.end_month,
         extra_args=WITHOUT_TESTS,
         capture=True,
-        env=env,
+        env={"DBT_TARGET_PATH": str(target)},
     )
-    target = dbt_target_dir()
-    results = own_run_results(target, marker)
+    results = read_run_results(target)
     window = f"{settings.start_month}..{settings.end_month}"
     if completed.returncode != 0:
         locked = lock_error_from_text(settings.warehouse_path, plain_output(completed))
@@ -232,7 +259,7 @@ def build_models(settings: Settings) -> dict[str, dict[str, int]]:
             "dbt's full log: dbt_resale_flat/logs/dbt.log (or in DBT_LOG_PATH if set)."
         )
     if results is None:
-        raise TransformError(f"dbt build for {window} finished, but {not_our_results(target)}")
+        raise TransformError(f"dbt build for {window} finished, but {missing_results(target)}")
     return _summarise(results)
 
 
@@ -247,7 +274,7 @@ def describe_summary(summary: dict[str, dict[str, int]]) -> str:
 
 
 def _read_artifacts(target_dir: Path | None) -> tuple[list[dict], dict]:
-    target = target_dir or dbt_target_dir()
+    target = target_dir or latest_run_target() or dbt_target_dir()
     results_path, manifest_path = target / "run_results.json", target / "manifest.json"
     if not results_path.exists() or not manifest_path.exists():
         raise FileNotFoundError(
@@ -263,7 +290,8 @@ def built_models(
     end: Month | str,
     target_dir: Path | None = None,
 ) -> pd.DataFrame:
-    """The seeds and models of dbt's last run: how each is materialized, its status, its rows.
+    """The seeds and models of dbt's last run (its folder, :func:`latest_run_target`, unless
+    ``target_dir`` names another): how each is materialized, its status, its rows.
 
     ``rows`` counts the whole relation; ``rows_in_window`` the rows whose ``month_key`` lies in
     ``start``..``end`` (empty for relations without months). Seeds, staging, then the marts,

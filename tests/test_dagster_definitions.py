@@ -41,6 +41,7 @@ from dagster_orchestration.stages.test import NoTestResults, window_test_results
 from dagster_orchestration.stages.validate import blocking_rules
 from hdb_elt.settings import REPO_ROOT, SettingsError, stage_settings
 from hdb_elt.stage_notebooks import STAGES, stage_path
+from hdb_elt.transform import new_run_target
 from hdb_elt.validation import read_deliveries, record_results, validate_load
 from hdb_elt.warehouse import connect, ensure_warehouse
 
@@ -343,8 +344,9 @@ def test_a_dagster_home_of_your_own_keeps_its_settings(tmp_path: Path) -> None:
 
 
 def dbt_artifacts(target: Path, which: str, window: tuple[str, str], status: str) -> None:
-    """A minimal run_results.json and manifest.json with one data test and one unit test."""
-    target.mkdir(parents=True, exist_ok=True)
+    """A minimal run_results.json and manifest.json with one data test and one unit test, in
+    a new run folder under ``target`` as a dbt run leaves them."""
+    target = new_run_target(target)
     nodes = {
         "test.p.unique_fct_id": {
             "name": "unique_fct_id",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -15,47 +16,68 @@ from hdb_elt.extract_load import (
     ExtractLoadError,
     ExtractLoadResult,
     explain_failure,
+    log_events,
     tap_messages,
 )
 from hdb_elt.warehouse import WarehouseLockedError, describe_process, lock_error_from_text
 
-MELTANO_OUTPUT = """\
-2026-11-24T06:22:11.1Z [info     ] meltano      Running extract & load...
-2026-11-24T06:22:11.5Z [info     ] tap-hdb-resale Traceback (most recent call last):
-2026-11-24T06:22:11.5Z [info     ] tap-hdb-resale   File "streams.py", line 80, in get_records
-2026-11-24T06:22:11.5Z [info     ] tap-hdb-resale tap_hdb_resale.deliveries.DeliveryError: resale-flat-prices-2023-02.csv, line 5, column resale_price: 'abc' is not a number (rule: resale_price must be numeric).
-2026-11-24T06:22:11.6Z [error    ] target-hdb-duckdb ERROR target-hdb-duckdb: The input stopped after 0 records
-2026-11-24T06:22:11.7Z [error    ] meltano      Extractor failed
-"""
+
+def meltano_log(*lines: tuple[str | None, str, str]) -> str:
+    """Meltano's ``--log-format=json`` output: (plugin or None for Meltano, level, text) a line,
+    each with the fields a real line carries besides."""
+    return "".join(
+        json.dumps(
+            {"event": text, "level": level, "timestamp": "2026-11-29T18:40:12.04Z"}
+            | ({"stdio": "stderr", "name": plugin, "cmd_type": "elb"} if plugin else {})
+        )
+        + "\n"
+        for plugin, level, text in lines
+    )
+
+
+TAP, TARGET = "tap-hdb-resale", "target-hdb-duckdb"
+MELTANO_OUTPUT = meltano_log(
+    (None, "info", "Running job with name 'dev:tap-hdb-resale-to-target-hdb-duckdb:1c01'"),
+    (TAP, "info", "Traceback (most recent call last):"),
+    (TAP, "info", '  File "streams.py", line 80, in get_records'),
+    (TAP, "info", "tap_hdb_resale.deliveries.DeliveryError: resale-flat-prices-2023-02.csv, line 5, column resale_price: 'abc' is not a number (rule: resale_price must be numeric)."),
+    (TARGET, "info", "ERROR target-hdb-duckdb: The input stopped after 0 records"),
+    (None, "error", "Extractor failed"),
+)  # fmt: skip
 
 
 def test_the_tap_error_is_picked_out_of_meltano_output() -> None:
-    assert explain_failure(MELTANO_OUTPUT) == (
+    assert explain_failure(log_events(MELTANO_OUTPUT)) == (
         "DeliveryError: resale-flat-prices-2023-02.csv, line 5, column resale_price: "
         "'abc' is not a number (rule: resale_price must be numeric)."
     )
 
 
 def test_without_a_known_error_the_last_error_lines_are_shown() -> None:
-    text = explain_failure(
-        "2026Z [info ] meltano Something odd\n2026Z [error ] meltano Loader failed\n"
-    )
+    output = meltano_log((None, "info", "Something odd"), (None, "error", "Loader failed"))
+    text = explain_failure(log_events(output + "Traceback (most recent call last):\n"))
     assert "Loader failed" in text
 
 
 # The tap reads a header twice (fingerprinting the delivery, then extracting it), so it may
 # say the same thing twice: the summary says it once.
-SUCCESS_OUTPUT = """\
-2026-11-24T07:32:29.7Z [info     ] tap-hdb-resale resale-flat-prices-2023-03.csv, line 1: column(s) 'remarks' are not among the eleven the raw layer keeps, so they are not loaded (rule: the header names the eleven columns; others are ignored)
-2026-11-24T07:32:29.8Z [info     ] tap-hdb-resale resale-flat-prices-2023-03.csv, line 1: column(s) 'remarks' are not among the eleven the raw layer keeps, so they are not loaded (rule: the header names the eleven columns; others are ignored)
-2026-11-24T07:32:29.7Z [info     ] tap-hdb-resale Skipped 1 files named for months outside the window 2023-01..2023-03, unread: resale-flat-prices-2023-07.csv
-2026-11-24T07:32:29.7Z [info     ] tap-hdb-resale Months to extract: new: 2023-03; changed: none; lookback: none. Skipped as unchanged: none.
-2026-11-24T07:32:29.9Z [info     ] target-hdb-duckdb INFO target-hdb-duckdb: Loaded 2277 rows into stream resale_flat_prices as load 197b
-"""
+IGNORED_COLUMN = (
+    "resale-flat-prices-2023-03.csv, line 1: column(s) 'remarks' are not among the eleven the "
+    "raw layer keeps, so they are not loaded (rule: the header names the eleven columns; others "
+    "are ignored)"
+)
+SUCCESS_OUTPUT = meltano_log(
+    (TAP, "info", IGNORED_COLUMN),
+    (TAP, "info", IGNORED_COLUMN),
+    (TAP, "info", "Skipped 1 files named for months outside the window 2023-01..2023-03, unread: resale-flat-prices-2023-07.csv"),
+    (TAP, "info", "Months to extract: new: 2023-03; changed: none; lookback: none. Skipped as unchanged: none."),
+    (None, "warning", "A note from Meltano itself (rule: not the tap's)"),
+    (TARGET, "info", "INFO target-hdb-duckdb: Loaded 2277 rows into stream resale_flat_prices as load 197b"),
+)  # fmt: skip
 
 
 def test_the_taps_warnings_and_notes_reach_the_summary() -> None:
-    warnings, notes = tap_messages(SUCCESS_OUTPUT)
+    warnings, notes = tap_messages(log_events(SUCCESS_OUTPUT))
     assert warnings == [
         "resale-flat-prices-2023-03.csv, line 1: column(s) 'remarks' are not among the eleven "
         "the raw layer keeps, so they are not loaded (rule: the header names the eleven columns; "

@@ -34,13 +34,13 @@ from hdb_elt.quality import (
     TEST_COLUMNS,
     DbtTestRunError,
     QualityCheckFailed,
+    pass_fail_table,
     quality_summary,
     raise_on_failures,
-    read_test_results,
     reconciliation,
     run_tests,
 )
-from hdb_elt.transform import RUN_MARKER, build_models
+from hdb_elt.transform import build_models, latest_run_target, new_run_target
 from hdb_elt.warehouse import SOURCE_COLUMNS, connect
 
 RECONCILES = "assert_fact_reconciles_with_latest_delivery"
@@ -161,7 +161,7 @@ def test_reconciliation_without_quarantine_table_or_fact(small_warehouse: Path) 
 # ---------------------------------------------------------------- the table and the gate
 
 
-def test_read_test_results_names_kind_model_column_and_severity(tmp_path: Path) -> None:
+def test_pass_fail_table_names_kind_model_column_and_severity() -> None:
     model = "model.p.fct_resale_transactions"
     manifest = {
         "nodes": {
@@ -203,10 +203,7 @@ def test_read_test_results_names_kind_model_column_and_severity(tmp_path: Path) 
         {"unique_id": "test.p.assert_it_reconciles", "status": "pass", "failures": 0},
         {"unique_id": "test.p.source_unique.3c", "status": "pass", "failures": 0},
     ]  # fmt: skip
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    (tmp_path / "run_results.json").write_text(json.dumps({"results": results}))
-
-    table = read_test_results(tmp_path)
+    table = pass_fail_table(results, manifest)
     assert table.columns.tolist() == TEST_COLUMNS
     assert table.astype(object).where(table.notna(), None).values.tolist() == [
         ["assert_it_reconciles", "data", "fct_resale_transactions", "", "error", "pass", 0,
@@ -274,21 +271,19 @@ def test_quality_summary() -> None:
 
 
 def test_run_tests_stops_when_dbt_could_not_test(monkeypatch, tmp_path: Path) -> None:
-    target = use_private_target(monkeypatch, tmp_path)
-    stale = {"metadata": {"env": {}}, "results": []}  # an earlier run's, or a concurrent one's
-    (target / "run_results.json").write_text(json.dumps(stale))
-    (target / "manifest.json").write_text('{"nodes": {}, "unit_tests": {}}')
+    stale = {"metadata": {}, "results": []}  # an earlier run's, or a concurrent one's
+    for target in (use_private_target(monkeypatch, tmp_path), new_run_target()):
+        (target / "run_results.json").write_text(json.dumps(stale))
+        (target / "manifest.json").write_text('{"nodes": {}, "unit_tests": {}}')
     calls, behaviour = [], {"returncode": 2, "results": None}
 
     def fake_run_dbt(args, settings, *, capture=False, env=None):
         calls.append(args)
         if behaviour["results"] is not None:
-            marker = env[f"DBT_ENV_CUSTOM_ENV_{RUN_MARKER}"]
-            run_results = {
-                "metadata": {"env": {RUN_MARKER: marker}},
-                "results": behaviour["results"],
-            }
+            target = Path(env["DBT_TARGET_PATH"])  # this run's own folder
+            run_results = {"metadata": {}, "results": behaviour["results"]}
             (target / "run_results.json").write_text(json.dumps(run_results))
+            (target / "manifest.json").write_text('{"nodes": {}, "unit_tests": {}}')
         output = "\x1b[31mCompilation Error\x1b[0m in x"
         return subprocess.CompletedProcess(args, behaviour["returncode"], output, "")
 
@@ -300,7 +295,7 @@ def test_run_tests_stops_when_dbt_could_not_test(monkeypatch, tmp_path: Path) ->
     assert calls[0] == ["test", "--vars", '{"start_month": "2023-02", "end_month": "2023-03"}']
 
     behaviour["returncode"] = 0  # finished, but the results in the folder are not its own
-    with pytest.raises(DbtTestRunError, match="missing or another run's"):
+    with pytest.raises(DbtTestRunError, match="results are missing"):
         run_tests(settings)
 
     hook = {"unique_id": "operation.p.on-run-start-0", "status": "error", "message": "locked"}
@@ -332,6 +327,7 @@ def quality_build(tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as patch:
         target = use_private_target(patch, root)
         build_models(settings)
+        target = latest_run_target(target)  # the build's own folder
     with files[1].open(newline="", encoding="utf-8") as handle:
         feb_rows = sum(1 for _ in csv.reader(handle)) - 1
     return {"warehouse": warehouse, "target": target, "settings": settings, "feb_rows": feb_rows}
@@ -344,7 +340,7 @@ def test_a_correct_build_passes_every_test_and_reconciles(
     target = use_private_target(monkeypatch, tmp_path, seed_from=quality_build["target"])
     tests = run_tests(quality_build["settings"])
 
-    manifest = json.loads((target / "manifest.json").read_text())
+    manifest = json.loads((latest_run_target(target) / "manifest.json").read_text())
     every_test = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "test"}
     every_test |= {u["name"] for u in manifest["unit_tests"].values()}
     assert sorted(tests["name"]) == sorted(every_test)

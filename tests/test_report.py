@@ -28,7 +28,6 @@ from hdb_elt.report import (
     save_report,
     summary_markdown,
     window_label,
-    write_report,
 )
 
 # (month_key, town, flat_type, resale_price, price_per_sqm): eight sales in 2023-01..2023-04,
@@ -286,7 +285,7 @@ def test_an_empty_window_gets_a_plain_message_and_placeholder_charts(
     for draw in CHARTS.values():
         fig = draw(data)
         assert "No sales in the marts for this window." in [t.get_text() for t in fig.axes[0].texts]
-    written = write_report(data, warehouse_file.parent / "report")
+    written = save_all(data, warehouse_file.parent / "report")
     assert (warehouse_file.parent / "report" / "summary.md").read_text() == text
     assert len(written) == 4
 
@@ -306,6 +305,12 @@ def test_numbers_and_windows_are_formatted_for_people() -> None:
 # ---------------------------------------------------------------- files and the warehouse
 
 
+def save_all(data, directory: Path) -> list[Path]:
+    """Every chart and the summary, saved as notebook 05 saves them."""
+    charts = {name: draw(data) for name, draw in CHARTS.items()}
+    return save_report(directory, charts, summary_markdown(data))
+
+
 def png_size(path: Path) -> tuple[int, int]:
     header = path.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
@@ -317,7 +322,7 @@ def test_the_report_is_saved_beside_the_warehouse(warehouse_file: Path, data) ->
     directory = report_dir(warehouse_file)
     assert directory == warehouse_file.parent / "report"
     assert not directory.exists()
-    written = write_report(data, directory)
+    written = save_all(data, directory)
     assert [p.name for p in written] == [
         "median_price_per_sqm_by_town.png",
         "price_by_flat_type.png",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -54,12 +55,10 @@ def private_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # ---------------------------------------------------------------- quick checks, no dbt run
 
 
-def write_results(target: Path, results: list[dict], env: dict | None) -> None:
-    """A run_results.json as dbt writes it, marked as the run given ``env`` would mark it."""
-    marker = (env or {}).get(f"DBT_ENV_CUSTOM_ENV_{transform.RUN_MARKER}")
-    metadata = {"env": {transform.RUN_MARKER: marker} if marker else {}}
+def write_results(target: Path, results: list[dict]) -> None:
+    """A run_results.json as dbt writes it."""
     target.mkdir(parents=True, exist_ok=True)
-    (target / "run_results.json").write_text(json.dumps({"metadata": metadata, "results": results}))
+    (target / "run_results.json").write_text(json.dumps({"metadata": {}, "results": results}))
 
 
 def test_build_models_builds_the_window_without_tests(monkeypatch, private_target: Path) -> None:
@@ -67,7 +66,9 @@ def test_build_models_builds_the_window_without_tests(monkeypatch, private_targe
 
     def fake_run_dbt(args, settings, *, capture=False, env=None):
         calls.append(args)
-        write_results(private_target, [{"unique_id": "model.p.fct", "status": "success"}], env)
+        write_results(
+            Path(env["DBT_TARGET_PATH"]), [{"unique_id": "model.p.fct", "status": "success"}]
+        )
         return subprocess.CompletedProcess(args, 0, "", "")
 
     monkeypatch.setattr(transform, "run_dbt", fake_run_dbt)
@@ -83,13 +84,14 @@ def test_build_models_names_the_failing_model_and_never_reads_another_runs_resul
     monkeypatch, private_target: Path
 ) -> None:
     old = [{"unique_id": "model.p.old", "status": "error", "message": "old failure"}]
-    write_results(private_target, old, env=None)  # an earlier run's, or a concurrent one's
+    write_results(private_target, old)  # a run's outside the run folders
+    write_results(transform.new_run_target(), old)  # an earlier run's
     behaviour = {"returncode": 2, "write": False}
 
     def fake_run_dbt(args, settings, *, capture=False, env=None):
         if behaviour["write"]:
             failed = {"unique_id": "model.p.fct", "status": "error", "message": "Binder Error"}
-            write_results(private_target, [failed], env)
+            write_results(Path(env["DBT_TARGET_PATH"]), [failed])
         output = "\x1b[31mdbt crashed while parsing\x1b[0m"
         return subprocess.CompletedProcess(args, behaviour["returncode"], output, "")
 
@@ -102,7 +104,7 @@ def test_build_models_names_the_failing_model_and_never_reads_another_runs_resul
     assert "\x1b" not in str(crashed.value)
 
     behaviour["returncode"] = 0
-    with pytest.raises(transform.TransformError, match="missing or another run's"):
+    with pytest.raises(transform.TransformError, match="results are missing"):
         transform.build_models(settings)
 
     behaviour.update(returncode=1, write=True)
@@ -110,6 +112,28 @@ def test_build_models_names_the_failing_model_and_never_reads_another_runs_resul
         transform.build_models(settings)
     assert "model.p.fct: Binder Error" in str(failed.value)
     assert "2023-01..2023-01" in str(failed.value)
+
+
+def test_each_dbt_run_gets_a_fresh_folder_with_the_last_parsed_project(tmp_path: Path) -> None:
+    base = tmp_path / "target"
+    assert transform.latest_run_target(base) is None
+    (base).mkdir()
+    (base / "partial_parse.msgpack").write_bytes(b"by hand")  # a `dbt build` run in the project
+    first = transform.new_run_target(base)
+    assert first.parent == base / "runs" and first.is_dir()
+    assert (first / "partial_parse.msgpack").read_bytes() == b"by hand"
+    assert transform.latest_run_target(base) is None  # no results in it yet
+    write_results(first, [])
+    (first / "partial_parse.msgpack").write_bytes(b"first run")
+    os.utime(base / "partial_parse.msgpack", (1, 1))  # older than the first run's
+
+    folders = [first] + [transform.new_run_target(base) for _ in range(transform.KEEP_RUN_TARGETS)]
+    assert len(set(folders)) == len(folders)
+    assert (folders[1] / "partial_parse.msgpack").read_bytes() == b"first run"
+    assert transform.run_targets(base) == folders[1:]  # the oldest removed, the latest few kept
+    assert transform.latest_run_target(base) is None  # the first, with results, is gone
+    write_results(folders[2], [])
+    assert transform.latest_run_target(base) == folders[2]
 
 
 def test_describe_summary_reads_like_a_sentence() -> None:
@@ -151,7 +175,7 @@ def small_build(tmp_path_factory) -> dict:
         summary = transform.build_models(window_settings(warehouse, MONTHS[0], MONTHS[-1]))
     return {
         "warehouse": warehouse,
-        "target": root / "target",
+        "target": transform.latest_run_target(root / "target"),  # this build's folder
         "summary": summary,
         "rows": {p.stem.removeprefix("resale-flat-prices-"): csv_rows(p) for p in files},
     }

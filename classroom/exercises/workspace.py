@@ -40,7 +40,7 @@ from hdb_elt.settings import (
     resolve_path,
     stage_settings,
 )
-from hdb_elt.transform import dbt_executable, own_run_results, plain_output, run_marker
+from hdb_elt.transform import dbt_executable, new_run_target, plain_output, read_run_results
 from hdb_elt.warehouse import connect
 
 EXERCISES_ENV = "HDB_EXERCISES_DIR"
@@ -273,14 +273,13 @@ class Workspace(PipelineFolder):
     def run_dbt(self, args: Sequence[str], *, project_dir: Path | None = None) -> DbtRun:
         """Run dbt on the workspace's project (or ``project_dir``), warehouse and target."""
         project = project_dir or self.dbt_project_dir
-        target = self.dbt_target_dir if project_dir is None else project / "target"
-        marker, marker_env = run_marker()
+        base = self.dbt_target_dir if project_dir is None else project / "target"
+        target = new_run_target(base)  # this run's artifacts alone
         env = {
             **self.settings.child_env(),
             **self.env(),
             "DBT_TARGET_PATH": str(target),
-            "DBT_LOG_PATH": str(target.parent / "logs"),
-            **marker_env,
+            "DBT_LOG_PATH": str(base.parent / "logs"),
         }
         completed = subprocess.run(
             [
@@ -297,7 +296,7 @@ class Workspace(PipelineFolder):
             text=True,
             check=False,
         )
-        results = own_run_results(target, marker) or []
+        results = read_run_results(target) or []
         return DbtRun(list(args), completed.returncode, plain_output(completed), results)
 
     def query(self, sql: str, params: Sequence | None = None) -> pd.DataFrame:

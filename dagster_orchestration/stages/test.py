@@ -1,8 +1,9 @@
 """Stage 4: test (dbt's data and unit tests, reconciliation), its outcomes as asset checks.
 
-The test notebook runs ``dbt test``; the checks read what that run recorded in dbt's
-``run_results.json`` (the one-writer-at-a-time rule means nothing ran dbt in between) and
-refuse results that are not a ``dbt test`` of this run's window, written during this run.
+The test notebook runs ``dbt test``, which writes its artifacts into a folder of its own; the
+checks read the newest such folder's ``run_results.json`` (the one-writer-at-a-time rule means
+nothing ran dbt in between) and refuse results that are not a ``dbt test`` of this run's
+window, written during this run.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the types of a check's or
@@ -22,7 +23,7 @@ from dagster_orchestration.stages.transform import transform
 from hdb_elt.quality import _blocking as blocks_the_pipeline
 from hdb_elt.quality import pass_fail_table, reconciliation
 from hdb_elt.settings import Settings
-from hdb_elt.transform import dbt_target_dir
+from hdb_elt.transform import latest_run_target
 
 
 class NoTestResults(RuntimeError):
@@ -32,12 +33,11 @@ class NoTestResults(RuntimeError):
 def window_test_results(settings: Settings, not_before: float | None = None) -> pd.DataFrame:
     """The pass/fail table of the last ``dbt test`` if it tested this window (after
     ``not_before``, a POSIX time); else :class:`NoTestResults` saying what was found."""
-    target = dbt_target_dir()
-    try:
-        run_results = json.loads((target / "run_results.json").read_text())
-        manifest = json.loads((target / "manifest.json").read_text())
-    except FileNotFoundError:
-        raise NoTestResults("dbt has no results yet: the test stage did not run.") from None
+    target = latest_run_target()
+    if target is None or not (target / "manifest.json").is_file():
+        raise NoTestResults("dbt has no results yet: the test stage did not run.")
+    run_results = json.loads((target / "run_results.json").read_text())
+    manifest = json.loads((target / "manifest.json").read_text())
     args = run_results.get("args", {})
     tested = (args.get("vars") or {}).get("start_month"), (args.get("vars") or {}).get("end_month")
     wanted = str(settings.start_month), str(settings.end_month)

@@ -9,11 +9,12 @@ It has no singer-sdk dependency on purpose: the tap uses it, and so does the pro
         ...
 
 Requests are paced to data.gov.sg's published limit (``datastore_search``: 4 calls per 10 s
-without a key, 8 with one), so a run does not trip it; a rate limit met anyway (HTTP 429) and
-server errors (5xx) are retried with exponential backoff and jitter; HTTP 413 halves the page
-size. No network at all (a DNS failure, a refused or unreachable connection) is not retried: it
-fails at once with :class:`NetworkError`, which says how to work offline. The API key travels
-only in the ``x-api-key`` header: it is never part of a URL, a log line, a record or an error
+without a key, 8 with one), so a run does not trip it; a rate limit met anyway (HTTP 429),
+server errors (5xx) and connections broken mid-answer are retried by urllib3 (``Retry``, with
+exponential backoff and jitter, honouring ``Retry-After``); HTTP 413 halves the page size. No
+network at all (a DNS failure, a refused or unreachable connection) is not retried: it fails at
+once with :class:`NetworkError`, which says how to work offline. The API key travels only in
+the ``x-api-key`` header: it is never part of a URL, a log line, a record or an error
 message.
 """
 
@@ -29,13 +30,13 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
 from tap_hdb_resale.months import parse_month
@@ -151,19 +152,43 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    """Seconds the server asked us to wait (``Retry-After`` as seconds or HTTP date), if any."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+class BackoffRetry(Retry):
+    """urllib3's ``Retry`` with the client's waits: ``Retry-After`` when the server sends one,
+    else ``backoff_factor * 2**n`` seconds capped at ``backoff_max``, jittered to between half
+    and all of it so clients do not retry in lockstep. urllib3's own backoff waits nothing
+    before the first retry, where data.gov.sg's 10 s quota window wants a pause. Each wait goes
+    through ``sleep`` (the client's: it paces the retry too, and tests record it)."""
+
+    # 413 (a page too large) is the client's to handle, by halving the page: never waited out.
+    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+
+    def __init__(self, *args: Any, sleep: Callable[[float], None] = time.sleep, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.sleep_with = sleep
+
+    def new(self, **kw: Any) -> BackoffRetry:
+        retry = super().new(**kw)
+        retry.sleep_with = self.sleep_with
+        return retry
+
+    def get_backoff_time(self) -> float:
+        ceiling = min(self.backoff_max, self.backoff_factor * 2 ** max(0, len(self.history) - 1))
+        return ceiling * (0.5 + random.random() / 2)
+
+    def sleep(self, response: Any = None) -> None:
+        wait = None
+        if self.respect_retry_after_header and response is not None:
+            try:
+                wait = self.get_retry_after(response)
+            except InvalidHeader:
+                wait = None
+        if wait is None:
+            wait = self.get_backoff_time()
+        last = self.history[-1] if self.history else None
+        if last is not None:
+            problem = f"HTTP {last.status}" if last.status else type(last.error).__name__
+            logger.warning("%s: %s, retry %d in %.1f s", last.url, problem, len(self.history), wait)
+        self.sleep_with(wait)
 
 
 class DataGovSgClient:
@@ -182,7 +207,6 @@ class DataGovSgClient:
         request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
         connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
         calls_per_window: int | None = None,
-        session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -197,14 +221,34 @@ class DataGovSgClient:
         self.request_timeout_seconds = request_timeout_seconds
         self.connect_timeout_seconds = connect_timeout_seconds
         self._api_key = api_key or None
-        self._session = session or requests.Session()
-        if self._api_key:
-            self._session.headers["x-api-key"] = self._api_key
         self._sleep = sleep
         if calls_per_window is None:
             calls_per_window = CALLS_PER_WINDOW_WITH_KEY if self._api_key else CALLS_PER_WINDOW
         # The pacer waits in real time; ``sleep`` (injectable for tests) is the backoff's.
         self.pacer = Pacer(calls_per_window, clock=clock)
+        retry = BackoffRetry(
+            total=max_retries,
+            connect=0,  # no connection at all: NetworkError at once (see unreachable)
+            read=max_retries,
+            status=max_retries,
+            backoff_factor=backoff_base_seconds,
+            backoff_max=backoff_max_seconds,
+            status_forcelist=(429, *range(500, 600)),
+            allowed_methods=("GET",),
+            respect_retry_after_header=True,
+            raise_on_status=False,  # the last answer comes back, for an error that names it
+            sleep=self._wait_to_retry,
+        )
+        self._session = requests.Session()
+        self._session.mount("http://", HTTPAdapter(max_retries=retry))
+        self._session.mount("https://", HTTPAdapter(max_retries=retry))
+        if self._api_key:
+            self._session.headers["x-api-key"] = self._api_key
+
+    def _wait_to_retry(self, seconds: float) -> None:
+        """Back off, then wait for the quota: a retry is a call like any other."""
+        self._sleep(seconds)
+        self.pacer.wait()
 
     def __repr__(self) -> str:  # never show the key
         return f"DataGovSgClient(api_url={self.api_url!r}, resource_id={self.resource_id!r})"
@@ -264,12 +308,11 @@ class DataGovSgClient:
             raise ApiError(f"{self.month_url(month)}: {offset} records, but a total of {total}")
 
     def _fetch_page(self, month: str, *, offset: int, limit: int) -> Page:
-        """One page, retrying 429, 5xx and network errors; 413 halves the page size."""
-        attempt = 0
+        """One page; the session's :class:`BackoffRetry` retries 429, 5xx and broken
+        connections; 413 halves the page size."""
         while True:
             params = {**self._params(month), "limit": str(limit), "offset": str(offset)}
             url = f"{self.api_url}?{urlencode(params)}"
-            wait: float | None = None
             self.pacer.wait()
             try:
                 response = self._session.get(
@@ -283,29 +326,30 @@ class DataGovSgClient:
                     raise NetworkError(
                         f"Cannot reach {urlparse(self.api_url).netloc}: {cause}. {OFFLINE_HINT}"
                     ) from None
-                problem = f"{type(error).__name__}"
-            else:
-                status = response.status_code
-                if status == 413:
-                    limit = self._halve_page_size(url, limit)
-                    continue
-                if status < 400:
-                    return self._parse(response, url)
-                if status != 429 and status < 500:
-                    raise ApiError(f"{url}: HTTP {status} {response.reason}. {self._hint(status)}")
-                problem, wait = f"HTTP {status} {response.reason}", _retry_after(response)
-            if attempt >= self.max_retries:
+                # urllib3 retried it max_retries times: name what broke the last attempt.
+                reason = getattr(error.args[0], "reason", None) if error.args else None
                 raise ApiError(
-                    f"{url}: gave up after {attempt + 1} attempts, the last one got {problem}. "
-                    "data.gov.sg may be rate-limiting or down: wait and run again, set an API "
-                    "key, or raise max_retries."
-                )
-            if wait is None:
-                wait = min(self.backoff_max_seconds, self.backoff_base_seconds * 2**attempt)
-                wait *= 0.5 + random.random() / 2  # jitter: clients do not retry in lockstep
-            attempt += 1
-            logger.warning("%s: %s, retry %d in %.1f s", url, problem, attempt, wait)
-            self._sleep(wait)
+                    self._gave_up(url, self.max_retries + 1, type(reason or error).__name__)
+                ) from None
+            status = response.status_code
+            if status == 413:
+                limit = self._halve_page_size(url, limit)
+                continue
+            if status < 400:
+                return self._parse(response, url)
+            if status != 429 and status < 500:
+                raise ApiError(f"{url}: HTTP {status} {response.reason}. {self._hint(status)}")
+            retries = getattr(response.raw, "retries", None)
+            attempts = len(retries.history) + 1 if retries is not None else 1
+            raise ApiError(self._gave_up(url, attempts, f"HTTP {status} {response.reason}"))
+
+    @staticmethod
+    def _gave_up(url: str, attempts: int, problem: str) -> str:
+        return (
+            f"{url}: gave up after {attempts} attempts, the last one got {problem}. "
+            "data.gov.sg may be rate-limiting or down: wait and run again, set an API "
+            "key, or raise max_retries."
+        )
 
     def _halve_page_size(self, url: str, limit: int) -> int:
         """After HTTP 413 (answer too large): use half the page size from now on."""

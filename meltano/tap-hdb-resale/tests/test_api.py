@@ -69,6 +69,23 @@ def test_gives_up_after_max_retries_naming_url_and_status(fake_api) -> None:
     assert len(api.requests) == 4
 
 
+def test_a_connection_broken_mid_answer_is_retried(fake_api) -> None:
+    real, calls = datastore(MONTHS), []
+
+    def respond(query: dict[str, str]):
+        calls.append(query)
+        if len(calls) <= 1 or query["filters"] == '{"month":"2023-01"}':
+            raise ConnectionResetError("the server hangs up without an answer")
+        return real(query)
+
+    api = fake_api(respond)
+    assert len(list(client(api.url).iter_month("2023-02"))) == 3
+    assert len(api.requests) == 2
+    with pytest.raises(ApiError, match="gave up after 4 attempts, the last one got Protocol"):
+        list(client(api.url).iter_month("2023-01"))
+    assert len(api.requests) == 2 + 4
+
+
 def test_client_errors_are_not_retried(fake_api) -> None:
     api = fake_api(failing_first(100, 403))
     with pytest.raises(ApiError, match=r"HTTP 403 Forbidden\. Check the API key"):
