@@ -62,7 +62,7 @@ RECIPE = (
     "hdb_elt/extract_load.py",
     "hdb_elt/validation.py",
     "hdb_elt/transform.py",
-    "hdb_elt/quality.py",
+    "hdb_elt/test.py",
     "hdb_elt/report.py",
     "hdb_elt/warehouse.py",
     "meltano/meltano.yml",

@@ -234,7 +234,7 @@ def build_models(settings: Settings) -> dict[str, dict[str, int]]:
     """``dbt build`` of the seeds and models (no tests) for the settings' window.
 
     One dbt process builds everything in dependency order; the tests are left to the test
-    stage (:func:`hdb_elt.quality.run_tests`). Raises :class:`TransformError` naming the
+    stage (:func:`hdb_elt.test.run_tests`). Raises :class:`TransformError` naming the
     failing models; returns counts of results by kind and status.
     """
     target = new_run_target()

@@ -20,9 +20,8 @@ from dagster_orchestration.dagstermill_assets import stage_asset
 from dagster_orchestration.metadata import check_settings, markdown_table
 from dagster_orchestration.resources import HdbSettings
 from dagster_orchestration.stages.transform import transform
-from hdb_elt.quality import _blocking as blocks_the_pipeline
-from hdb_elt.quality import pass_fail_table, reconciliation
 from hdb_elt.settings import Settings
+from hdb_elt.test import blocks_the_pipeline, pass_fail_table, reconciliation
 from hdb_elt.transform import latest_run_target
 
 
@@ -82,7 +81,7 @@ def dbt_tests(window: Settings, kind: str, not_before: float | None = None) -> A
         return AssetCheckResult(passed=False, metadata={"why": MetadataValue.text(str(missing))})
     tests = tests[tests["kind"] == kind]
     # Which failures block is the test stage's own rule (an error-severity failure, or a test
-    # that could not run), read from hdb_elt.quality so the check and the notebook agree.
+    # that could not run), read from hdb_elt.test so the check and the notebook agree.
     blocking = tests[blocks_the_pipeline(tests)]
     return AssetCheckResult(
         passed=blocking.empty and not tests.empty,

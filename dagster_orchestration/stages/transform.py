@@ -11,8 +11,8 @@ from dagster_orchestration.dagstermill_assets import stage_asset
 from dagster_orchestration.metadata import check_settings, markdown_table
 from dagster_orchestration.resources import HdbSettings
 from dagster_orchestration.stages.validate import validate
-from hdb_elt.quality import FACT_TABLE, reconciliation
 from hdb_elt.settings import Settings
+from hdb_elt.test import FACT_TABLE, reconciliation
 from hdb_elt.warehouse import query_df
 
 AGGREGATE = "marts.agg_monthly_town_prices"

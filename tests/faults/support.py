@@ -23,8 +23,8 @@ import duckdb
 import pytest
 
 from hdb_elt.extract_load import ExtractLoadError, ExtractLoadResult, run_extract_load, state_id
-from hdb_elt.quality import raise_on_failures, reconciliation, run_tests
 from hdb_elt.settings import Settings, load_settings
+from hdb_elt.test import raise_on_failures, reconciliation, run_tests
 from hdb_elt.transform import build_models
 from hdb_elt.validation import (
     DEFAULT_MAX_QUARANTINE_FRACTION,

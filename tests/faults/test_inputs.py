@@ -13,7 +13,8 @@ import pytest
 from tap_hdb_resale.tap import month_setting_errors
 
 from classroom.cli import main
-from hdb_elt import quality, report, transform, validation
+from hdb_elt import report, transform, validation
+from hdb_elt import test as test_stage
 from hdb_elt.months import MonthError
 from hdb_elt.settings import REPO_ROOT, SettingsError, load_settings, stage_settings
 
@@ -35,7 +36,7 @@ MONTH_ENTRY_POINTS: dict[str, Callable[[str], object]] = {
     "dbt --vars": lambda m: transform.window_vars(m, "2023-12"),
     "validate: read_window": lambda m: validation.read_window(MISSING, m, "2023-12"),
     "validate: read_deliveries": lambda m: validation.read_deliveries(MISSING, m, "2023-12"),
-    "test: reconciliation": lambda m: quality.reconciliation(MISSING, m, "2023-12"),
+    "test: reconciliation": lambda m: test_stage.reconciliation(MISSING, m, "2023-12"),
     "transform: built_models": lambda m: transform.built_models(MISSING, m, "2023-12", MISSING),
     "transform: mart_preview": lambda m: transform.mart_preview(MISSING, m, "2023-12"),
     "report: read_report_data": lambda m: report.read_report_data(MISSING, m, "2023-12"),

@@ -22,7 +22,7 @@ from jupyter_client.manager import start_new_kernel
 import hdb_elt.extract_load as extract_load
 from faults.support import Pipeline, raw_snapshot
 from hdb_elt.extract_load import run_extract_load
-from hdb_elt.quality import run_tests
+from hdb_elt.test import run_tests
 from hdb_elt.transform import build_models
 from hdb_elt.warehouse import WarehouseLockedError, open_warehouse
 

@@ -1,4 +1,4 @@
-"""The test stage (hdb_elt.quality): dbt's tests as a table, the reconciliation, the gate.
+"""The test stage (hdb_elt.test): dbt's tests as a table, the reconciliation, the gate.
 
 Quick checks use small hand-made warehouses and dbt artifacts. The slow ones build three
 reference months once (with a re-delivery and quarantined rows) and run ``dbt test`` twice:
@@ -27,9 +27,9 @@ from dbt_support import (
     shared_month_files,
 )
 
-from hdb_elt import quality
+from hdb_elt import test as test_stage
 from hdb_elt.months import Month
-from hdb_elt.quality import (
+from hdb_elt.test import (
     RECONCILIATION_COLUMNS,
     TEST_COLUMNS,
     DbtTestRunError,
@@ -287,7 +287,7 @@ def test_run_tests_stops_when_dbt_could_not_test(monkeypatch, tmp_path: Path) ->
         output = "\x1b[31mCompilation Error\x1b[0m in x"
         return subprocess.CompletedProcess(args, behaviour["returncode"], output, "")
 
-    monkeypatch.setattr(quality, "run_dbt", fake_run_dbt)
+    monkeypatch.setattr(test_stage, "run_dbt", fake_run_dbt)
     settings = window_settings(tmp_path / "w.duckdb", "2023-02", "2023-03")
     with pytest.raises(DbtTestRunError, match="stopped before running any test") as stopped:
         run_tests(settings)

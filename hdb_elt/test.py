@@ -173,7 +173,7 @@ def _not_passed(tests: pd.DataFrame) -> pd.Series:
     return tests["status"].isin([FAILED, ERRORED])
 
 
-def _blocking(tests: pd.DataFrame) -> pd.Series:
+def blocks_the_pipeline(tests: pd.DataFrame) -> pd.Series:
     """Tests that stop the pipeline: an error-severity failure, or a test that could not run."""
     return (tests["status"] == ERRORED) | (
         (tests["status"] == FAILED) & (tests["severity"] != WARNED)
@@ -281,7 +281,7 @@ def quality_summary(tests: pd.DataFrame, recon: pd.DataFrame) -> str:
 def raise_on_failures(tests: pd.DataFrame, recon: pd.DataFrame) -> None:
     """Raise :class:`QualityCheckFailed` if an error-severity test failed (or could not run),
     a month does not reconcile, or no test ran at all; warn-severity failures pass."""
-    blocking = tests[_blocking(tests)]
+    blocking = tests[blocks_the_pipeline(tests)]
     mismatched = recon[recon["status"] == "mismatch"]
     if blocking.empty and mismatched.empty and not tests.empty:
         return
