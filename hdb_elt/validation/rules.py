@@ -155,17 +155,20 @@ class Rule:
 
 
 def _column_schema(column: str, *checks: pa.Check) -> Callable[[Window], pa.DataFrameSchema]:
+    """A rule's schema checking one column, the same in every window."""
     return lambda _window: pa.DataFrameSchema(
         {column: pa.Column(nullable=True, checks=list(checks))}
     )
 
 
 def _storey_ascending(values: pd.Series) -> pd.Series:
+    """``NN TO NN`` with the lower storey first (a value not of that form is another check's)."""
     bounds = values.str.extract(r"^(\d{2}) TO (\d{2})$").astype("float")
     return bounds[0].isna() | (bounds[0] <= bounds[1])
 
 
 def _lease_in_range(frame: pd.DataFrame) -> pd.Series:
+    """The lease starts no earlier than HDB and no later than the sale's year + the margin."""
     lease = frame["lease_commence_date"]
     latest = frame["registration_year"] + LEASE_YEAR_MARGIN
     return lease.isna() | ((lease >= EARLIEST_LEASE_YEAR) & (lease <= latest))
