@@ -383,7 +383,7 @@ def validate_load(
     orchestrator validates, so a notebook validating the whole window reaches the same
     verdict as the per-month runs (and one bad month is not hidden by eleven good ones).
     ``extra_rules`` are checked after :data:`RULES`, exactly like them: a rule written in a
-    notebook (the classroom exercise) joins the gate without editing this module.
+    notebook (the classroom exercise) joins the gate without editing rules.py.
     """
     if not 0 <= max_quarantine_fraction <= 1:
         raise ValueError(f"max_quarantine_fraction={max_quarantine_fraction!r}: expected 0 to 1.")
