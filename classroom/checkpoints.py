@@ -60,7 +60,7 @@ DELIVERY_NAME = "resale-flat-prices-{month}.csv"
 # it. Paths relative to the repository; folders count with everything in them.
 RECIPE = (
     "hdb_elt/extract_load.py",
-    "hdb_elt/validation.py",
+    "hdb_elt/validation",
     "hdb_elt/transform.py",
     "hdb_elt/test.py",
     "hdb_elt/report.py",

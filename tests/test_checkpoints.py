@@ -13,6 +13,7 @@ import pytest
 from classroom import cli
 from classroom.checkpoints import (
     CHECKPOINTS_ENV,
+    RECIPE,
     Checkpoint,
     CheckpointError,
     build_checkpoint,
@@ -23,7 +24,7 @@ from classroom.checkpoints import (
 )
 from classroom.exercises.workspace import EXERCISES_ENV, workspace
 from hdb_elt.extract_load import latest_delivery_counts, run_extract_load
-from hdb_elt.settings import stage_settings, temporary_environ
+from hdb_elt.settings import REPO_ROOT, stage_settings, temporary_environ
 from hdb_elt.warehouse import connect
 
 WINDOW = ("2023-01", "2023-02")
@@ -58,6 +59,11 @@ def test_the_key_changes_with_the_stage_the_months_and_the_deliveries(tmp_path: 
     assert key != checkpoint_key("03_transform", ["2023-01"], tmp_path)
     (tmp_path / "resale-flat-prices-2023-02.csv").write_text("month\n2023-02\n2023-02\n")
     assert key != checkpoint_key("03_transform", list(WINDOW), tmp_path)
+
+
+def test_every_path_of_the_recipe_exists() -> None:
+    # A path that is gone (a module moved into a package) would silently leave the key.
+    assert [path for path in RECIPE if not (REPO_ROOT / path).exists()] == []
 
 
 def test_missing_deliveries_say_where_they_were_looked_for_and_what_to_do(tmp_path: Path) -> None:

@@ -17,12 +17,9 @@ from hdb_elt.validation import (
     RejectedDeliveriesWarning,
     ValidationBlocked,
     ValidationReport,
-    latest_load_id,
     quarantined_sample,
     raise_if_blocked,
     read_deliveries,
-    read_load,
-    read_window,
     record_results,
     rejected_partitions,
     rules_table,
@@ -400,28 +397,25 @@ def audit_counts(path: Path) -> tuple[int, int]:
     return results, quarantine
 
 
-def test_read_load_reads_the_latest_load_and_read_window_the_latest_delivery(warehouse):
+def test_read_deliveries_reads_each_months_latest_delivery(warehouse):
     load(warehouse, delivery(5, "2023-04", "load-a"), "2024-01-01 00:00:00")
     load(warehouse, delivery(3, "2023-05", "load-a"), "2024-01-01 00:00:00")
     load(warehouse, delivery(4, "2023-05", "load-b"), "2024-02-01 00:00:00")
 
-    assert latest_load_id(warehouse) == "load-b"
-    assert len(read_load(warehouse)) == 4
-    assert len(read_load(warehouse, "load-a")) == 8
-    window = read_window(warehouse, "2023-01", "2023-12")
+    window = read_deliveries(warehouse, "2023-01", "2023-12")
     assert window.groupby("month")["_load_id"].unique().map(list).to_dict() == {
         "2023-04": ["load-a"],
         "2023-05": ["load-b"],
     }
     assert len(window) == 9
-    assert list(read_window(warehouse, "2023-04", "2023-04")["month"].unique()) == ["2023-04"]
+    assert list(read_deliveries(warehouse, "2023-04", "2023-04")["month"].unique()) == ["2023-04"]
 
 
 def test_reading_an_empty_warehouse_says_what_to_do(warehouse):
-    with pytest.raises(NothingToValidate, match="run the extract-load stage first"):
-        read_load(warehouse)
-    with pytest.raises(NothingToValidate, match=r"No rows for 2023-01\.\.2023-12"):
-        read_window(warehouse, "2023-01", "2023-12")
+    with pytest.raises(
+        NothingToValidate, match=r"No rows for 2023-01\.\.2023-12 .*: run the extract-load"
+    ):
+        read_deliveries(warehouse, "2023-01", "2023-12")
 
 
 def test_record_results_is_idempotent_and_writes_quarantine_rows_once(warehouse):
@@ -429,7 +423,7 @@ def test_record_results_is_idempotent_and_writes_quarantine_rows_once(warehouse)
     for line in (10, 11):
         rows = at_line(rows, line, resale_price="-5")
     load(warehouse, rows, "2024-01-01 00:00:00")
-    report = validate_load(read_load(warehouse), "2023-01", "2023-12")
+    report = validate_load(read_deliveries(warehouse, "2023-01", "2023-12"), "2023-01", "2023-12")
 
     record_results(warehouse, report)
     first = audit_counts(warehouse)
@@ -465,7 +459,7 @@ def test_validating_one_month_replaces_only_that_month(warehouse):
     load(warehouse, at_line(may, 3, flat_type="6 ROOM"), "2024-01-01 00:00:00")
 
     for month in ("2023-04", "2023-05", "2023-04"):
-        rows = read_window(warehouse, month, month)
+        rows = read_deliveries(warehouse, month, month)
         record_results(warehouse, validate_load(rows, "2023-01", "2023-12"))
 
     with connect(warehouse, read_only=True) as con:
@@ -483,7 +477,7 @@ def test_a_blocked_report_records_results_but_quarantines_nothing(warehouse):
     rows = at_line(delivery(300), 14, month="2023-13")
     rows = at_line(rows, 15, resale_price="-5")
     load(warehouse, rows, "2024-01-01 00:00:00")
-    report = validate_load(read_load(warehouse), "2023-01", "2023-12")
+    report = validate_load(read_deliveries(warehouse, "2023-01", "2023-12"), "2023-01", "2023-12")
     assert report.blocked and len(report.quarantined) == 1
 
     record_results(warehouse, report)
@@ -604,7 +598,7 @@ def test_a_month_whose_only_delivery_was_rejected_says_so(warehouse, tmp_path):
 
     delivered.unlink()  # the user removes the file, as the gate's message advised
     with pytest.raises(NothingToValidate, match=r"2023-06\.csv, no longer there\), rejected"):
-        read_window(warehouse, "2023-06", "2023-06")
+        read_deliveries(warehouse, "2023-06", "2023-06")
 
     # in a window with other months, those are read, and the rejected-only month is named
     load(warehouse, delivery(5, "2023-05", "load-y"), "2024-03-02 00:00:00")

@@ -1,11 +1,12 @@
 """Tests of the warehouse's own definitions (hdb_elt.warehouse): the view of the latest
-accepted deliveries, and that warehouses made before it get it."""
+accepted deliveries, that warehouses made before it get it, and reading it into pandas."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from hdb_elt.validation import read_deliveries
@@ -18,6 +19,7 @@ from hdb_elt.warehouse import (
     connect,
     ensure_warehouse,
     has_latest_deliveries,
+    query_df,
     rejected_deliveries,
 )
 
@@ -97,3 +99,17 @@ def test_a_warehouse_made_before_the_view_gets_it_when_a_stage_reads_it(tmp_path
     assert has_latest_deliveries(old)
     with connect(old, read_only=True) as con:
         assert rejected_deliveries(con) == []
+
+
+def test_query_df_reads_raw_rows_through_arrow_as_duckdb_hands_them_to_pandas(warehouse):
+    add_load(warehouse, "load-a", "2024-01-01 00:00:00", {"2023-04": 3, "2023-05": 2})
+    sql = f"select * from {RAW_TABLE} where month >= ? order by month, _source_row"
+
+    through_arrow = query_df(warehouse, sql, ["2023-01"], arrow=True)
+
+    assert len(through_arrow) == 5
+    pd.testing.assert_frame_equal(through_arrow, query_df(warehouse, sql, ["2023-01"]))
+    # other types are why .df() stays the default: a decimal is a Python object through Arrow
+    decimal = "select 1.5::decimal(9, 2) as price"
+    assert query_df(warehouse, decimal)["price"].dtype == "float64"
+    assert query_df(warehouse, decimal, arrow=True)["price"].dtype == "object"

@@ -3,7 +3,8 @@
 The bad delivery is a re-published February whose export swapped two columns' values: every
 ``block`` holds a street name and every ``street_name`` a block number. The tap accepts it (the
 columns are all there, prices and areas are numbers) and so do the built-in rules. The learner
-writes a :class:`~hdb_elt.validation.Rule`, adds it to the gate with
+writes a :class:`~hdb_elt.validation.Rule` (the built-in ones are in
+``hdb_elt/validation/rules.py``), adds it to the gate with
 ``validate_load(..., extra_rules=[new_rule])``, and watches the gate stop the delivery.
 """
 
@@ -32,7 +33,7 @@ BAD_MONTH = "2023-02"
 BAD_FILE = f"resale-flat-prices-{BAD_MONTH}.csv"
 SWAPPED = ("block", "street_name")
 STOPPING_SEVERITIES = ("blocking", "quarantine")
-# The columns of the "typed" frame a rule may check instead of the text (see validation.Rule).
+# The columns of the "typed" frame a rule may check instead of the text (see Rule.frame).
 TYPED_COLUMNS = {"month", "registration_year", "floor_area_sqm", "resale_price",
                  "lease_commence_date"}  # fmt: skip
 
@@ -201,8 +202,7 @@ def _unknown_columns(rule: Rule, ws: Workspace, rows: pd.DataFrame) -> list[str]
     return [column for column in getattr(schema, "columns", {}) if column not in known]
 
 
-def _window(ws: Workspace):
-
+def _window(ws: Workspace) -> Window:
     return Window(ws.settings.start_month, ws.settings.end_month)
 
 

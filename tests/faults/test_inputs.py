@@ -34,7 +34,6 @@ MONTH_ENTRY_POINTS: dict[str, Callable[[str], object]] = {
     ),
     "notebook parameters": lambda m: stage_settings(start_month=m or " x"),
     "dbt --vars": lambda m: transform.window_vars(m, "2023-12"),
-    "validate: read_window": lambda m: validation.read_window(MISSING, m, "2023-12"),
     "validate: read_deliveries": lambda m: validation.read_deliveries(MISSING, m, "2023-12"),
     "test: reconciliation": lambda m: test_stage.reconciliation(MISSING, m, "2023-12"),
     "transform: built_models": lambda m: transform.built_models(MISSING, m, "2023-12", MISSING),
