@@ -7,7 +7,6 @@ from pathlib import Path
 from dagster import (
     ConfigurableIOManager,
     ConfigurableResource,
-    InitResourceContext,
     InputContext,
     OutputContext,
 )
@@ -51,10 +50,8 @@ class HdbSettings(ConfigurableResource):
         """The folder of deliveries the runs read (None: the data.gov.sg API)."""
         return stage_settings(None, None, self.warehouse_path, self.data_dir).data_dir
 
+    # Dagster initializes the resource for each run, so this holds one run's settings.
     _resolved: dict[tuple[str, str], Settings] = PrivateAttr(default_factory=dict)
-
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._resolved.clear()  # a new run resolves its settings afresh
 
     def for_months(self, start_month: str, end_month: str) -> Settings:
         """The settings of a run over ``start_month``..``end_month``, validated (once a run)."""
