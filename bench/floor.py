@@ -56,7 +56,8 @@ select {", ".join(SOURCE_COLUMNS)},
        filename as _source,
        -- the CSV line: DuckDB reads each file in order, the header is line 1
        row_number() over (partition by filename) + 1 as _source_row
-from read_csv($files, all_varchar = true, header = true, filename = true)
+-- by name: a file of a resource without remaining_lease (before 2015) leaves it null
+from read_csv($files, all_varchar = true, header = true, filename = true, union_by_name = true)
 where month between $start and $end
 """
 
