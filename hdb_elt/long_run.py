@@ -194,10 +194,12 @@ def long_run_sentence(run: LongRun) -> str:
     if len(ends.columns) >= 2:
         folds = (ends.iloc[1] / ends.iloc[0]).sort_values(kind="stable")
         low, high = folds.index[0], folds.index[-1]
-        text += (
-            f"; by region, from {_fold(ends[low].iloc[0], ends[low].iloc[1])} in {low} to "
-            f"{_fold(ends[high].iloc[0], ends[high].iloc[1])} in {high}"
-        )
+        least = _fold(ends[low].iloc[0], ends[low].iloc[1])
+        most = _fold(ends[high].iloc[0], ends[high].iloc[1])
+        if least == most:
+            text += f"; alike in every region ({most})"
+        else:
+            text += f"; by region, from {least} in {low} to {most} in {high}"
     return text + "."
 
 

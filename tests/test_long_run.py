@@ -119,6 +119,13 @@ def test_a_fall_is_called_a_fall(tmp_path: Path) -> None:
     )
 
 
+def test_regions_that_moved_alike_are_said_to(tmp_path: Path) -> None:
+    sales = [("2000-01", "BISHAN", 2_000), ("2000-02", "ANG MO KIO", 1_000),
+             ("2010-01", "BISHAN", 6_000), ("2010-02", "ANG MO KIO", 3_000)]  # fmt: skip
+    run = read_long_run(build_marts(tmp_path / "w.duckdb", sales), "2000-01", "2010-12")
+    assert long_run_sentence(run).endswith("(+11.6% a year); alike in every region (3.0-fold).")
+
+
 def test_one_year_is_shown_month_by_month_and_said_to_be_too_short(warehouse: Path) -> None:
     assert read_long_run(warehouse, "2023-01", "2023-12").period == "month"
     # The whole history's window over marts holding only 2023: months again, 2023's only.
