@@ -459,10 +459,12 @@ def chart_transactions_per_month(data: ReportData) -> Figure:
         fig = new_figure(11, 5.5)
         ax = fig.add_subplot()
         bottom = np.zeros(len(counts))
+        # Over years of months, bars touch and lose their white outlines (stripes, else).
+        width, edge = (0.8, 0.7) if len(counts) <= 48 else (1.0, 0)
         for ft in counts.columns:
             values = counts[ft].to_numpy(dtype=float)
-            ax.bar(x, values, bottom=bottom, width=0.8, color=colours[ft], edgecolor="white",
-                   linewidth=0.7, label=flat_type_label(ft).capitalize())  # fmt: skip
+            ax.bar(x, values, bottom=bottom, width=width, color=colours[ft], edgecolor="white",
+                   linewidth=edge, label=flat_type_label(ft).capitalize())  # fmt: skip
             bottom += values
         if len(counts) <= 24:
             for xi, total in zip(x, bottom, strict=True):
