@@ -50,15 +50,41 @@ def _in(values: tuple[str, ...]) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
 
 
-EXTRACT_LOAD = f"""
-create or replace table raw_rows as
-select {", ".join(SOURCE_COLUMNS)},
+RAW_ROWS = f"""
+create or replace table raw_rows (
+    {", ".join(f"{c} varchar" for c in SOURCE_COLUMNS)}, _source varchar, _source_row bigint)
+"""
+# One read per header: files of the resources without remaining_lease (before 2015) have ten
+# columns, the others eleven. (``union_by_name`` would read them in one go, 3.5 times slower.)
+EXTRACT_LOAD = """
+insert into raw_rows
+select {columns},
        filename as _source,
        -- the CSV line: DuckDB reads each file in order, the header is line 1
        row_number() over (partition by filename) + 1 as _source_row
 from read_csv($files, all_varchar = true, header = true, filename = true)
 where month between $start and $end
 """
+
+
+def files_by_header(files: list[Path]) -> dict[tuple[str, ...], list[str]]:
+    """The files grouped by their header's columns."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for path in files:
+        with open(path, encoding="utf-8-sig") as handle:
+            header = tuple(c.strip() for c in handle.readline().strip().split(","))
+        groups.setdefault(header, []).append(str(path))
+    return groups
+
+
+def extract_load(con: duckdb.DuckDBPyConnection, files: list[Path], start: str, end: str) -> None:
+    con.execute(RAW_ROWS)
+    for header, group in files_by_header(files).items():
+        columns = ", ".join(c if c in header else f"null as {c}" for c in SOURCE_COLUMNS)
+        con.execute(
+            EXTRACT_LOAD.format(columns=columns), {"files": group, "start": start, "end": end}
+        )
+
 
 # One row: how many rows fail each rule of hdb_elt.validation (pandas there, SQL here).
 VALIDATE = f"""
@@ -252,7 +278,6 @@ def _peak_mib() -> float:
 def run_floor(files: list[Path], database: Path, start: str, end: str) -> dict:
     """Run every stage in DuckDB; per stage ``{"seconds", "peak_rss_mib"}`` plus the counts."""
     figures: dict[str, dict] = {}
-    params = {"files": [str(f) for f in files], "start": start, "end": end}
     started = time.perf_counter()
     con = duckdb.connect(str(database))
     figures["connect_s"] = time.perf_counter() - started
@@ -263,7 +288,7 @@ def run_floor(files: list[Path], database: Path, start: str, end: str) -> dict:
         figures[name] = {"seconds": time.perf_counter() - began, "peak_rss_mib": _peak_mib()}
         return result
 
-    stage("extract_load", lambda: con.execute(EXTRACT_LOAD, params))
+    stage("extract_load", lambda: extract_load(con, files, start, end))
     failures = stage(
         "validate",
         lambda: (

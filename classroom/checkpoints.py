@@ -64,6 +64,8 @@ RECIPE = (
     "hdb_elt/transform.py",
     "hdb_elt/test.py",
     "hdb_elt/report.py",
+    "hdb_elt/long_run.py",
+    "hdb_elt/chart_style.py",
     "hdb_elt/warehouse.py",
     "meltano/meltano.yml",
     "meltano/tap-hdb-resale/tap_hdb_resale",

@@ -86,7 +86,8 @@ def cmd_checkpoint(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_synthesize(settings: Settings, args: argparse.Namespace) -> int:
-    """Write synthetic deliveries (the 2023 months spread over 1990..2025) for the benchmark."""
+    """Write synthetic deliveries (the 2023 months spread over 1990..2025, each month in its
+    resource's format) for the benchmark."""
     from pathlib import Path
 
     from classroom.reference_outputs import REFERENCE_DELIVERIES

@@ -12,7 +12,7 @@ A notebook shows one by ending a cell with it (after ``%matplotlib inline``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +20,22 @@ import duckdb
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from hdb_elt.chart_style import (
+    DASH,
+    GRID,
+    MONTH_NAMES,
+    MUTED,
+    NO_DATA,
+    STYLE,
+    TEXT,
+    month_ticks,
+    new_figure,
+    thousands,
+    titles,
+)
 from hdb_elt.months import Month
 from hdb_elt.settings import display_path
 from hdb_elt.warehouse import connect
@@ -40,30 +52,6 @@ ATTRIBUTION = (
     'Contains information from "Resale flat prices based on registration date from Jan-2017 '
     'onwards" accessed from data.gov.sg, under the Singapore Open Data Licence version 1.0.'
 )
-
-_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")  # fmt: skip
-_DASH = "\u2013"  # an en dash: "Jan-Dec 2023" reads as a range
-_TEXT = "#222222"
-_MUTED = "#6b6b6b"
-_GRID = "#e4e4e4"
-_NO_DATA = "#f0f0f0"
-_STYLE = {
-    "font.size": 10,
-    "text.color": _TEXT,
-    "axes.labelcolor": _TEXT,
-    "axes.edgecolor": "#bbbbbb",
-    "axes.titlesize": 14,
-    "axes.titleweight": "bold",
-    "axes.titlelocation": "left",
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "xtick.color": _MUTED,
-    "ytick.color": _MUTED,
-    "xtick.labelcolor": _TEXT,
-    "ytick.labelcolor": _TEXT,
-    "legend.frameon": False,
-}
 
 
 class ReportError(RuntimeError):
@@ -201,7 +189,7 @@ def read_report_data(
 def month_label(month_key: str) -> str:
     """``2023-01`` -> ``Jan 2023``."""
     month = Month.parse(month_key)
-    return f"{_MONTH_NAMES[month.month - 1]} {month.year}"
+    return f"{MONTH_NAMES[month.month - 1]} {month.year}"
 
 
 def window_label(start_month: str, end_month: str) -> str:
@@ -210,8 +198,8 @@ def window_label(start_month: str, end_month: str) -> str:
     if start == end:
         return month_label(start_month)
     if start.year == end.year:
-        return f"{_MONTH_NAMES[start.month - 1]}{_DASH}{_MONTH_NAMES[end.month - 1]} {end.year}"
-    return f"{month_label(start_month)} {_DASH} {month_label(end_month)}"
+        return f"{MONTH_NAMES[start.month - 1]}{DASH}{MONTH_NAMES[end.month - 1]} {end.year}"
+    return f"{month_label(start_month)} {DASH} {month_label(end_month)}"
 
 
 def format_sgd(value: float) -> str:
@@ -249,8 +237,9 @@ def flat_type_label(flat_type: str) -> str:
 # ---------------------------------------------------------------- the written summary
 
 
-def summary_markdown(data: ReportData) -> str:
-    """A few sentences in markdown: volume, prices and their move, towns, flat types."""
+def summary_markdown(data: ReportData, extra: Sequence[str] = ()) -> str:
+    """A few sentences in markdown: volume, prices and their move, towns, flat types; then
+    each of ``extra`` as one more point (such as the long run, ``hdb_elt.long_run``)."""
     if data.empty:
         return (
             f"**No resale transactions in the marts for {data.window} "
@@ -313,6 +302,7 @@ def summary_markdown(data: ReportData) -> str:
     if rest:
         sentence += ", " + " and ".join(rest)
     lines.append(sentence + ".")
+    lines += [f"- {line}" for line in extra]
     lines += [
         "",
         f"*Window {data.start_month}..{data.end_month}, from `{FACT}`. {ATTRIBUTION}*",
@@ -323,39 +313,6 @@ def summary_markdown(data: ReportData) -> str:
 # ---------------------------------------------------------------- charts
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)  # draw and save with Agg, whatever backend the process has
-    return fig
-
-
-def _titles(ax, title: str, subtitle: str) -> None:
-    """A bold title with a muted subtitle of one or more lines under it."""
-    lines = subtitle.count("\n") + 1
-    ax.set_title(title, pad=16 + 14 * lines)
-    ax.text(0, 1.015, subtitle, transform=ax.transAxes, color=_MUTED, fontsize=10,
-            va="bottom", linespacing=1.4)  # fmt: skip
-
-
-def _thousands(ax_axis) -> None:
-    ax_axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
-
-
-def _month_ticks(month_keys: list[str], max_ticks: int = 16) -> tuple[list[int], list[str]]:
-    """Tick positions and labels: ``Jan`` with the year under it where the year starts."""
-    step = next((s for s in (1, 2, 3, 6, 12) if len(month_keys) / s <= max_ticks), 12)
-    positions, labels = [], []
-    for i, key in enumerate(month_keys):
-        month = Month.parse(key)
-        if (month.month - 1) % step:
-            continue
-        name = _MONTH_NAMES[month.month - 1]
-        first = not labels
-        positions.append(i)
-        labels.append(f"{name}\n{month.year}" if month.month == 1 or first else name)
-    return positions, labels
-
-
 def flat_type_colours(flat_types: list[str]) -> dict[str, tuple]:
     """One colour per flat type in display order, light (small flats) to dark (large)."""
     cmap = mpl.colormaps["YlGnBu"]
@@ -364,13 +321,13 @@ def flat_type_colours(flat_types: list[str]) -> dict[str, tuple]:
 
 
 def _no_data_figure(data: ReportData, title: str) -> Figure:
-    with mpl.rc_context(_STYLE):
-        fig = _new_figure(9, 3)
+    with mpl.rc_context(STYLE):
+        fig = new_figure(9, 3)
         ax = fig.add_subplot()
         ax.set_axis_off()
         ax.set_title(f"{title}, {data.window}")
         ax.text(0.5, 0.5, "No sales in the marts for this window.", ha="center", va="center",
-                color=_MUTED, fontsize=12, transform=ax.transAxes)  # fmt: skip
+                color=MUTED, fontsize=12, transform=ax.transAxes)  # fmt: skip
     return fig
 
 
@@ -390,14 +347,14 @@ def chart_price_per_sqm_by_town(data: ReportData) -> Figure:
     matrix = price_per_sqm_matrix(data)
     towns = data.towns.set_index("town")
     n_towns = len(matrix)
-    with mpl.rc_context(_STYLE):
-        fig = _new_figure(11, max(2.4 + 0.3 * n_towns, 4.5))
+    with mpl.rc_context(STYLE):
+        fig = new_figure(11, max(2.4 + 0.3 * n_towns, 4.5))
         ax, side = fig.subplots(1, 2, sharey=True, width_ratios=[3, 1])
-        cmap = mpl.colormaps["viridis"].with_extremes(bad=_NO_DATA)
+        cmap = mpl.colormaps["viridis"].with_extremes(bad=NO_DATA)
         image = ax.imshow(np.ma.masked_invalid(matrix.to_numpy(dtype=float)), cmap=cmap,
                           aspect="auto", interpolation="nearest")  # fmt: skip
         ax.set_yticks(range(n_towns), [town_label(t) for t in matrix.index])
-        positions, labels = _month_ticks(data.month_keys)
+        positions, labels = month_ticks(data.month_keys)
         ax.set_xticks(positions, labels)
         ax.tick_params(length=0)
         for spine in ax.spines.values():
@@ -408,15 +365,15 @@ def chart_price_per_sqm_by_town(data: ReportData) -> Figure:
         side.set_xlim(0, 1)
         for x, header in ((0.14, "median"), (0.4, "sales"), (0.46, "region")):
             side.text(x, -0.9, header, ha="right" if x < 0.45 else "left", va="bottom",
-                      color=_MUTED, fontsize=9)  # fmt: skip
+                      color=MUTED, fontsize=9)  # fmt: skip
         for row, town in enumerate(matrix.index):
             values = towns.loc[town]
             side.text(0.14, row, f"{values['median_price_per_sqm']:,.0f}", ha="right",
                       va="center", fontsize=9, fontweight="bold")  # fmt: skip
             side.text(0.4, row, f"{values['transactions']:,}", ha="right", va="center",
-                      fontsize=9, color=_MUTED)  # fmt: skip
+                      fontsize=9, color=MUTED)  # fmt: skip
             side.text(0.46, row, values["region"], ha="left", va="center", fontsize=9,
-                      color=_MUTED)  # fmt: skip
+                      color=MUTED)  # fmt: skip
         bar = fig.colorbar(image, ax=ax, location="bottom", shrink=0.6, aspect=40, pad=0.02)
         bar.set_label("Median price per sqm (SGD)")
         # Set on the colour bar itself (not its axis), so they survive a change of colour map.
@@ -429,7 +386,7 @@ def chart_price_per_sqm_by_town(data: ReportData) -> Figure:
         )
         if matrix.isna().to_numpy().any():
             subtitle += "\nGrey: no sales in that town and month."
-        _titles(ax, f"{title}, {data.window}", subtitle)
+        titles(ax, f"{title}, {data.window}", subtitle)
     return fig
 
 
@@ -440,8 +397,8 @@ def chart_price_by_flat_type(data: ReportData) -> Figure:
         return _no_data_figure(data, title)
     stats = data.flat_types.reset_index(drop=True)
     colours = flat_type_colours(list(stats["flat_type"]))
-    with mpl.rc_context(_STYLE):
-        fig = _new_figure(11, 1.8 + 0.75 * len(stats))
+    with mpl.rc_context(STYLE):
+        fig = new_figure(11, 1.8 + 0.75 * len(stats))
         ax = fig.add_subplot()
         ends = []  # where each row's drawing ends, for its median label
         for i, row in stats.iterrows():
@@ -451,16 +408,16 @@ def chart_price_by_flat_type(data: ReportData) -> Figure:
                        "whislo": row.p5, "whishi": row.p95, "fliers": []}  # fmt: skip
                 drawn = ax.bxp([box], positions=[i], orientation="horizontal", widths=0.6,
                                patch_artist=True, showfliers=False,
-                               medianprops={"color": _TEXT, "linewidth": 2},
-                               whiskerprops={"color": _MUTED}, capprops={"color": _MUTED},
-                               boxprops={"edgecolor": _MUTED})  # fmt: skip
+                               medianprops={"color": TEXT, "linewidth": 2},
+                               whiskerprops={"color": MUTED}, capprops={"color": MUTED},
+                               boxprops={"edgecolor": MUTED})  # fmt: skip
                 drawn["boxes"][0].set_facecolor(colours[row.flat_type])
                 ends.append(row.p95)
             else:
                 # A handful of sales: show each one and their median, not a box.
                 ax.scatter(few, np.full(len(few), i), s=40, color=colours[row.flat_type],
-                           edgecolors=_MUTED, linewidths=0.8, zorder=3)  # fmt: skip
-                ax.vlines(row.median_price, i - 0.3, i + 0.3, color=_TEXT, linewidth=2)
+                           edgecolors=MUTED, linewidths=0.8, zorder=3)  # fmt: skip
+                ax.vlines(row.median_price, i - 0.3, i + 0.3, color=TEXT, linewidth=2)
                 ends.append(few.max())
         ax.set_yticks(
             range(len(stats)),
@@ -470,17 +427,17 @@ def chart_price_by_flat_type(data: ReportData) -> Figure:
         ax.set_ylim(len(stats) - 0.5, -0.5)  # smallest type on top
         ax.tick_params(axis="y", length=0)
         ax.spines["left"].set_visible(False)
-        _thousands(ax.xaxis)
+        thousands(ax.xaxis)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=8))
         ax.set_xlabel("Resale price (SGD)")
-        ax.grid(axis="x", color=_GRID)
+        ax.grid(axis="x", color=GRID)
         ax.set_axisbelow(True)
         left, right = ax.get_xlim()
         ax.set_xlim(right=right + (right - left) * 0.12)
         for i, (end, median) in enumerate(zip(ends, stats["median_price"], strict=True)):
             ax.text(end + (right - left) * 0.012, i, f"median {format_sgd(median)}",
-                    va="center", fontsize=9, color=_TEXT)  # fmt: skip
-        _titles(ax, f"{title}, {data.window}",
+                    va="center", fontsize=9, color=TEXT)  # fmt: skip
+        titles(ax, f"{title}, {data.window}",
                 "Box: middle half of the sales; bar: median; whiskers: 5th to 95th "
                 f"percentile. Types with fewer than {FEW_SALES} sales: every sale.")  # fmt: skip
     return fig
@@ -498,33 +455,35 @@ def chart_transactions_per_month(data: ReportData) -> Figure:
     )
     colours = flat_type_colours(list(counts.columns))
     x = np.arange(len(counts))
-    with mpl.rc_context(_STYLE):
-        fig = _new_figure(11, 5.5)
+    with mpl.rc_context(STYLE):
+        fig = new_figure(11, 5.5)
         ax = fig.add_subplot()
         bottom = np.zeros(len(counts))
+        # Over years of months, bars touch and lose their white outlines (stripes, else).
+        width, edge = (0.8, 0.7) if len(counts) <= 48 else (1.0, 0)
         for ft in counts.columns:
             values = counts[ft].to_numpy(dtype=float)
-            ax.bar(x, values, bottom=bottom, width=0.8, color=colours[ft], edgecolor="white",
-                   linewidth=0.7, label=flat_type_label(ft).capitalize())  # fmt: skip
+            ax.bar(x, values, bottom=bottom, width=width, color=colours[ft], edgecolor="white",
+                   linewidth=edge, label=flat_type_label(ft).capitalize())  # fmt: skip
             bottom += values
         if len(counts) <= 24:
             for xi, total in zip(x, bottom, strict=True):
                 if total:
                     ax.text(xi, total, f"{total:,.0f}", ha="center", va="bottom", fontsize=8.5,
-                            color=_TEXT)  # fmt: skip
-        positions, labels = _month_ticks(data.month_keys)
+                            color=TEXT)  # fmt: skip
+        positions, labels = month_ticks(data.month_keys)
         ax.set_xticks(positions, labels)
         ax.tick_params(axis="x", length=0)
         ax.set_xlim(-0.6, len(counts) - 0.4)
-        _thousands(ax.yaxis)
+        thousands(ax.yaxis)
         ax.set_ylabel("Transactions (sales registered)")
         ax.set_ylim(top=bottom.max() * 1.08)
-        ax.grid(axis="y", color=_GRID)
+        ax.grid(axis="y", color=GRID)
         ax.set_axisbelow(True)
         handles, names = ax.get_legend_handles_labels()
         ax.legend(handles[::-1], names[::-1], title="Flat type", loc="upper left",
                   bbox_to_anchor=(1.01, 1), alignment="left")  # fmt: skip
-        _titles(ax, f"{title}, {data.window}",
+        titles(ax, f"{title}, {data.window}",
                 f"{data.transactions:,} sales in total, stacked by flat type.")  # fmt: skip
     return fig
 

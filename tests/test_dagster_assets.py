@@ -100,6 +100,7 @@ def test_the_materializations_link_their_notebook_and_say_what_the_stage_did(two
         assert "pass" in test["tests"].value
         report = materialization_metadata(instance, "report", month)
         assert report["chart"].value.startswith("![Resale prices by flat type](data:image/png;")
+        assert report["long run"].value.startswith("![Median price per sqm by region](data:")
         assert "resale" in report["summary"].value.lower()
 
 

@@ -9,13 +9,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from tap_hdb_resale.deliveries import collect_months
+from tap_hdb_resale.resources import resource_of
 
 from classroom.cli import main as cli
 from hdb_elt.months import Month
 from hdb_elt.synthetic import (
+    CURRENT,
     FILE_PREFIX,
     MANIFEST,
+    PRICE_INDEX,
     SynthesisError,
+    five_storey_band,
     month_sizes,
     parse_remaining_lease,
     remaining_lease_text,
@@ -69,11 +73,13 @@ def test_one_file_per_month_named_and_shaped_like_the_deliveries(
     names = sorted(p.name for p in synthetic.glob("*.csv"))
     assert names == [f"resale-flat-prices-{m}.csv" for m in months]
     real_header = (shared_monthly / "resale-flat-prices-2023-01.csv").read_text().splitlines()[0]
+    assert real_header == ",".join(CURRENT.columns)
     for path in synthetic.glob("*.csv"):
         text = path.read_text(encoding="utf-8")
-        assert text.splitlines()[0] == real_header
-        assert "\r" not in text and text.endswith("\n")
         month = path.stem.removeprefix(FILE_PREFIX)
+        # The header of the resource that publishes the month: ten columns before 2015.
+        assert text.splitlines()[0] == ",".join(resource_of(month).columns)
+        assert "\r" not in text and text.endswith("\n")
         rows = list(csv.DictReader(text.splitlines()))
         assert {row["month"] for row in rows} == {month}
 
@@ -90,7 +96,7 @@ def test_row_counts_are_as_asked(synthetic: Path, shared_monthly: Path, tmp_path
     assert big == {"2001-02": 2_500, "2001-03": 2_500, "2001-04": 2_500}
 
 
-def test_prices_are_perturbed_but_plausible(tmp_path: Path):
+def test_prices_follow_the_index_and_are_perturbed(tmp_path: Path):
     # One known row per calendar month, so every synthetic row can be traced to its source.
     source = tmp_path / "source"
     source.mkdir()
@@ -100,16 +106,36 @@ def test_prices_are_perturbed_but_plausible(tmp_path: Path):
             f"2023-{month:02d},BEDOK,4 ROOM,1,BEDOK NTH RD,04 TO 06,92,Model A,1980,"
             "55 years 06 months,500000\n"
         )
-    synthesize(source, tmp_path / "out", 2_000, start="1995-01", end="2000-12", seed=1)
+    synthesize(source, tmp_path / "out", 2_400, start="1995-01", end="2024-12", seed=1)
     rows = read_rows(tmp_path / "out")
-    prices = rows["resale_price"].astype(int)
-    assert prices.between(450_000, 550_000).all()
-    assert prices.nunique() > 1_900  # perturbed row by row, not copied
-    assert 490_000 < prices.mean() < 510_000
+    prices = rows["resale_price"].astype(float)
+    year = rows["month"].str.slice(0, 4).astype(int)
+    # 500,000 in 2023, so 500,000 * index / 177 in its year (1995: 66), times 0.9 to 1.1.
+    expected = year.map(lambda y: 500_000 * PRICE_INDEX[y] / 177)
+    assert (prices / expected).between(0.9 - 1e-5, 1.1 + 1e-5).all()
+    assert prices[year == 1995].between(167_000, 206_000).all()
+    assert prices.nunique() > 2_300  # perturbed row by row, not copied
+    ratio = (prices / expected).mean()
+    assert 0.98 < ratio < 1.02
     # The flat is 43 years old in 2023: in 1995 it is 43 * 35 / 63 = 24 years old.
     first = rows[rows["month"] == "1995-01"].iloc[0]
     assert first["lease_commence_date"] == "1971"
-    assert first["remaining_lease"] == "74 years 06 months"
+    later = rows[rows["month"] == "2024-01"].iloc[0]
+    assert later["remaining_lease"] == "54 years 06 months"
+
+
+def test_no_price_is_implausible_for_its_era(synthetic: Path):
+    rows = read_rows(synthetic)
+    prices = rows["resale_price"].astype(float)
+    year = rows["month"].str.slice(0, 4).astype(int)
+    # The real 1990s: from a few thousand dollars; a few hundred thousand at the start, up to
+    # about 900,000 for the largest flats at the 1997 peak.
+    assert prices[year < 2000].between(5_000, 1_000_000).all()
+    assert prices[year < 1992].max() < 300_000
+    assert prices[year >= 2020].min() > 100_000
+    per_year = prices.groupby(year).median()
+    assert per_year[2023] / per_year[1990] > 5  # the long run rises about sevenfold
+    assert per_year[1997] > per_year[1999]  # and the Asian financial crisis shows
 
 
 def test_leases_fit_their_new_year(synthetic: Path):
@@ -117,11 +143,61 @@ def test_leases_fit_their_new_year(synthetic: Path):
     year = rows["month"].str.slice(0, 4).astype(int)
     lease = rows["lease_commence_date"].astype(int)
     assert lease.between(1960, 2025).all() and (lease <= year).all()
-    remaining = rows["remaining_lease"].map(parse_remaining_lease)
+    # The remaining lease where the resource has one: today's words from 2017, years before.
+    current = rows[year >= 2017]
+    remaining = current["remaining_lease"].map(parse_remaining_lease)
     assert remaining.between(0, 99 * 12).all()
     # About 99 years minus the flat's age (the reference's months-into-the-lease kept).
-    age_months = (year - lease) * 12
+    age_months = (year[year >= 2017] - lease[year >= 2017]) * 12
     assert ((99 * 12 - age_months) - remaining).abs().max() <= 24
+    whole_years = rows.loc[year.between(2015, 2016), "remaining_lease"].astype(int)
+    age_years = (year - lease)[year.between(2015, 2016)]
+    assert ((99 - age_years) - whole_years).abs().max() <= 2
+    assert rows.loc[year < 2015, "remaining_lease"].isna().all()
+
+
+def test_each_era_is_written_in_its_resources_format(synthetic: Path):
+    def era(first: str, last: str) -> pd.DataFrame:
+        rows = read_rows(synthetic)
+        return rows[rows["month"].between(first, last)]
+
+    nineties, two_thousands = era("1990-01", "1999-12"), era("2000-01", "2012-02")
+    mar_2012, years_2015 = era("2012-03", "2014-12"), era("2015-01", "2016-12")
+    current = era("2017-01", "2025-12")
+    # 1990s: flat models in capitals; MULTI GENERATION spaced (2000-2012 too).
+    assert (nineties["flat_model"] == nineties["flat_model"].str.upper()).all()
+    assert {"NEW GENERATION", "IMPROVED", "MODEL A"} <= set(nineties["flat_model"])
+    for rows in (nineties, two_thousands):
+        assert "MULTI-GENERATION" not in set(rows["flat_type"])
+    assert "New Generation" in set(two_thousands["flat_model"])
+    # 2000-Feb 2012: every price written like 147000.0; no other era writes one so.
+    assert two_thousands["resale_price"].str.fullmatch(r"\d+\.0").all()
+    others = pd.concat([nineties, mar_2012, years_2015, current])
+    assert others["resale_price"].str.fullmatch(r"\d+").all()
+
+    # Mar 2012-2014: some five-storey bands beside three-storey ones; nowhere else.
+    def five(rows: pd.DataFrame) -> pd.Series:
+        low, high = rows["storey_range"].str.split(" TO ", expand=True).astype(int).T.values
+        return pd.Series(high - low == 4)
+
+    assert 0.2 < five(mar_2012).mean() < 0.4
+    assert not five(pd.concat([nineties, two_thousands, years_2015, current])).any()
+    lowest = mar_2012["storey_range"].str.slice(0, 2).astype(int)
+    assert (lowest[five(mar_2012).to_numpy()] % 5 == 1).all()  # 01 TO 05, 06 TO 10, ...
+    # 2015-2016: remaining lease in whole years; 2017 on: today's words.
+    assert years_2015["remaining_lease"].str.fullmatch(r"\d{2}").all()
+    assert current["remaining_lease"].str.fullmatch(r"\d+ years( \d{2} months?)?").all()
+    assert five_storey_band("04 TO 06") == "01 TO 05"
+    assert five_storey_band("49 TO 51") == "46 TO 50"
+
+
+def test_a_month_written_alone_is_the_same_month(shared_monthly: Path, synthetic: Path, tmp_path):
+    # Each month has its own generator: 2013-04 alone is 2013-04 of the whole history.
+    whole = (synthetic / "resale-flat-prices-2013-04.csv").read_text().splitlines()
+    alone = synthesize(
+        shared_monthly, tmp_path / "alone", len(whole) - 1, start="2013-04", end="2013-04", seed=7
+    )
+    assert alone.files[0].read_text().splitlines() == whole
 
 
 def test_remaining_lease_words_match_the_reference():
@@ -132,6 +208,24 @@ def test_remaining_lease_words_match_the_reference():
     assert parse_remaining_lease("") is None
 
 
+def test_the_tap_and_the_validation_gate_accept_every_current_row(synthetic: Path):
+    window = [str(m) for m in Month.parse(CURRENT.first_month).range_to(Month.parse(WINDOW[1]))]
+    delivered = collect_months(synthetic, window, logging.getLogger("test"))
+    rows = read_rows(synthetic)
+    current = rows[rows["month"] >= CURRENT.first_month]
+    assert sum(d.row_count for d in delivered.values()) == len(current)
+
+    report = validate_load(current, CURRENT.first_month, WINDOW[1])
+    assert not report.blocked
+    assert report.quarantined_rows == 0
+    assert set(report.results["status"]) <= {"pass", "info"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the tap reads the historic formats and the gate is era-aware only with issue 14's "
+    "parts A and B: remove this mark when they are merged",
+)
 def test_the_tap_and_the_validation_gate_accept_every_row(synthetic: Path):
     window = [str(m) for m in Month.parse(WINDOW[0]).range_to(Month.parse(WINDOW[1]))]
     delivered = collect_months(synthetic, window, logging.getLogger("test"))
