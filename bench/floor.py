@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import duckdb
+from tap_hdb_resale.resources import RESOURCES
 
 from hdb_elt.settings import DBT_PROJECT_DIR
 from hdb_elt.validation import (
@@ -36,10 +37,11 @@ from hdb_elt.validation import (
     MAX_TWIN_SHARE,
     MONTH_PATTERN,
     NUMBER_PATTERN,
-    REMAINING_LEASE_PATTERN,
-    RESALE_PRICE_RANGE,
+    RESALE_PRICE_CEILING,
+    RESALE_PRICE_FLOORS,
     STOREY_RANGE_PATTERN,
     YEAR_PATTERN,
+    remaining_lease_form,
 )
 from hdb_elt.warehouse import SOURCE_COLUMNS
 
@@ -48,6 +50,19 @@ SEEDS = DBT_PROJECT_DIR / "seeds"
 
 def _in(values: tuple[str, ...]) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+
+
+# The price floor of each row's year, and each resource's form of the remaining lease.
+_PRICE_FLOOR = (
+    "case "
+    + " ".join(f"when year >= {year} then {low}" for year, low in reversed(RESALE_PRICE_FLOORS))
+    + " end"
+)
+_LEASE_FORM_FAILS = " or ".join(
+    f"(month between '{r.first_month}' and '{r.last_month or '9999-12'}' and not "
+    f"regexp_full_match(lower(coalesce(remaining_lease, '')), '{remaining_lease_form(r)[0]}'))"
+    for r in RESOURCES
+)
 
 
 EXTRACT_LOAD = f"""
@@ -85,12 +100,11 @@ select
            or left(storey_range, 2) > right(storey_range, 2)) as storey_range_format,
     count(*) filter (where area not between {FLOOR_AREA_SQM_RANGE[0]}
                      and {FLOOR_AREA_SQM_RANGE[1]}) as floor_area_plausible,
-    count(*) filter (where price not between {RESALE_PRICE_RANGE[0]}
-                     and {RESALE_PRICE_RANGE[1]}) as resale_price_plausible,
+    count(*) filter (where price < {_PRICE_FLOOR}
+                        or price > {RESALE_PRICE_CEILING}) as resale_price_plausible,
     count(*) filter (where lease < {EARLIEST_LEASE_YEAR}
                         or lease > year + {LEASE_YEAR_MARGIN}) as lease_year_plausible,
-    count(*) filter (where not regexp_full_match(coalesce(remaining_lease, ''),
-                     '{REMAINING_LEASE_PATTERN}')) as remaining_lease_format,
+    count(*) filter (where {_LEASE_FORM_FAILS}) as remaining_lease_format,
     count(*) filter (where regexp_matches(concat({", ".join(SOURCE_COLUMNS)}),
                      '{CONTROL_CHARACTERS}')) as no_control_characters,
     count(*) filter (where town not in {_in(KNOWN_TOWNS)}) as town_known,

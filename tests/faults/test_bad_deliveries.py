@@ -348,9 +348,9 @@ CASES = [
     ),
     Case(
         "an unknown town",
-        edited(("town", "TENGAH", [14, 15, 16])),
+        edited(("town", "PAYA LEBAR", [14, 15, 16])),
         LOADED,
-        (f"{MARCH} line 14: town 'TENGAH' is not a known HDB town",
+        (f"{MARCH} line 14: town 'PAYA LEBAR' is not a known HDB town",
          "(rule town_known, warning)", "1 warning(s), passed"),
         dbt_tests=True,
     ),
