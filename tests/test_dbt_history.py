@@ -25,6 +25,7 @@ from dbt_support import (
 )
 from tap_hdb_resale.resources import RESOURCES, resource_of
 
+from hdb_elt.harmonisation import drift_by_resource
 from hdb_elt.seeds import flat_model_spellings
 from hdb_elt.warehouse import RAW_TABLE, SOURCE_COLUMNS, connect, ensure_warehouse
 
@@ -64,6 +65,7 @@ def history_build(tmp_path_factory) -> dict:
         fact = con.execute("select * from marts.fct_resale_transactions").df()
         raw_models = con.execute(f"select distinct flat_model from {RAW_TABLE}").df()
     return {
+        "warehouse": warehouse,
         "code": code,
         "output": output,
         "results": results,
@@ -130,6 +132,19 @@ def test_storeys_prices_and_the_remaining_lease_are_harmonised(history_build):
     # 2015-2016: whole years, times twelve
     whole_years = fact.loc[fact["dataset_id"] == RESOURCES[3].dataset_id, "remaining_lease_months"]
     assert (whole_years % 12 == 0).all()
+
+
+@pytest.mark.slow
+def test_the_drift_table_shows_what_staging_changed_per_resource(history_build):
+    drift = drift_by_resource(history_build["warehouse"]).set_index("dataset_id")
+    assert list(drift.index) == [r.dataset_id for r in RESOURCES]
+    assert drift["rows"].sum() == history_build["delivered"]
+    nineties, current = drift.iloc[0], drift.iloc[-1]
+    assert nineties["flat_model_respelled"] == nineties["rows"]  # all upper case
+    assert nineties["flat_type_respelled"] > 0  # MULTI GENERATION
+    assert (drift["remaining_lease_derived"] > 0).tolist() == [True, True, True, False, False]
+    assert current["flat_model_respelled"] == current["flat_type_respelled"] == 0
+    assert list(drift.iloc[2]["storeys_per_band"]) == [3, 5]
 
 
 # ------------------------------------------- a warehouse built before the harmonisation
