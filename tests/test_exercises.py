@@ -402,6 +402,8 @@ unit_tests:
       - input: source('hdb', 'latest_deliveries')
         rows:
 {given}
+      - input: ref('resources')
+      - input: ref('flat_models')
       - input: source('audit', 'quarantine')
         rows: []
     expect:

@@ -24,6 +24,9 @@ EXISTING = {
     "test_remaining_lease_parsing",
     "test_storey_range_split",
     "test_transaction_id_on_identical_rows",
+    "test_flat_model_spellings",
+    "test_date_basis_and_dataset_id",
+    "test_prices_written_with_a_decimal",
 }
 
 # The cleaning as it stands in the staging model, and a way of breaking each of its parts.

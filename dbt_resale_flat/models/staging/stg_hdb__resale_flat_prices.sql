@@ -76,7 +76,7 @@ harmonised as (
         on upper(typed.flat_model) = upper(flat_models.flat_model)
     left join resources
         on strftime(typed.month, '%Y-%m') between resources.first_month
-        and coalesce(resources.last_month, '9999-12')
+        and coalesce(nullif(resources.last_month, ''), '9999-12')
 ),
 
 parsed as (
