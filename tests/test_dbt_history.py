@@ -147,6 +147,33 @@ def test_the_drift_table_shows_what_staging_changed_per_resource(history_build):
     assert list(drift.iloc[2]["storeys_per_band"]) == [3, 5]
 
 
+@pytest.mark.slow
+def test_raw_s_dataset_id_cross_checks_the_resource_staging_gives(history_build, tmp_path: Path):
+    """Where raw records the resource a row came from (_dataset_id), dbt's test
+    assert_dataset_id_matches_the_delivered_resource fails on a row read as the wrong one."""
+    warehouse = copy_warehouse(history_build["warehouse"], tmp_path / "crosscheck.duckdb")
+    select = ["test", "--select", "assert_dataset_id_matches_the_delivered_resource"]
+    with connect(warehouse) as con:
+        con.execute(f"alter table {RAW_TABLE} add column if not exists _dataset_id varchar")
+        for r in RESOURCES:
+            con.execute(
+                f"update {RAW_TABLE} set _dataset_id = ? where month between ? and ?",
+                [r.dataset_id, r.first_month, r.last_month or "9999-12"],
+            )
+    code, output, _ = dbt(select, warehouse, tmp_path / "target")
+    assert code == 0, output[-3000:]
+
+    with connect(warehouse) as con:  # the 1990-01 rows said to come from the 2000s resource
+        con.execute(
+            f"update {RAW_TABLE} set _dataset_id = ? where month = '1990-01'",
+            [RESOURCES[1].dataset_id],
+        )
+    code, _, results = dbt(select, warehouse, tmp_path / "target")
+    assert code != 0
+    (failed,) = [r for r in results["results"] if r["status"] == "fail"]
+    assert failed["failures"] == 2  # the fixture's two rows of 1990-01
+
+
 # ------------------------------------------- a warehouse built before the harmonisation
 
 OLD_SHAPE = [
