@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import duckdb
+from tap_hdb_resale.resources import RESOURCES
 
 from hdb_elt.settings import DBT_PROJECT_DIR
 from hdb_elt.validation import (
@@ -36,10 +37,11 @@ from hdb_elt.validation import (
     MAX_TWIN_SHARE,
     MONTH_PATTERN,
     NUMBER_PATTERN,
-    REMAINING_LEASE_PATTERN,
-    RESALE_PRICE_RANGE,
+    RESALE_PRICE_CEILING,
+    RESALE_PRICE_FLOORS,
     STOREY_RANGE_PATTERN,
     YEAR_PATTERN,
+    remaining_lease_form,
 )
 from hdb_elt.warehouse import SOURCE_COLUMNS
 
@@ -48,6 +50,19 @@ SEEDS = DBT_PROJECT_DIR / "seeds"
 
 def _in(values: tuple[str, ...]) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+
+
+# The price floor of each row's year, and each resource's form of the remaining lease.
+_PRICE_FLOOR = (
+    "case "
+    + " ".join(f"when year >= {year} then {low}" for year, low in reversed(RESALE_PRICE_FLOORS))
+    + " end"
+)
+_LEASE_FORM_FAILS = " or ".join(
+    f"(month between '{r.first_month}' and '{r.last_month or '9999-12'}' and not "
+    f"regexp_full_match(lower(coalesce(remaining_lease, '')), '{remaining_lease_form(r)[0]}'))"
+    for r in RESOURCES
+)
 
 
 RAW_ROWS = f"""
@@ -111,12 +126,11 @@ select
            or left(storey_range, 2) > right(storey_range, 2)) as storey_range_format,
     count(*) filter (where area not between {FLOOR_AREA_SQM_RANGE[0]}
                      and {FLOOR_AREA_SQM_RANGE[1]}) as floor_area_plausible,
-    count(*) filter (where price not between {RESALE_PRICE_RANGE[0]}
-                     and {RESALE_PRICE_RANGE[1]}) as resale_price_plausible,
+    count(*) filter (where price < {_PRICE_FLOOR}
+                        or price > {RESALE_PRICE_CEILING}) as resale_price_plausible,
     count(*) filter (where lease < {EARLIEST_LEASE_YEAR}
                         or lease > year + {LEASE_YEAR_MARGIN}) as lease_year_plausible,
-    count(*) filter (where not regexp_full_match(coalesce(remaining_lease, ''),
-                     '{REMAINING_LEASE_PATTERN}')) as remaining_lease_format,
+    count(*) filter (where {_LEASE_FORM_FAILS}) as remaining_lease_format,
     count(*) filter (where regexp_matches(concat({", ".join(SOURCE_COLUMNS)}),
                      '{CONTROL_CHARACTERS}')) as no_control_characters,
     count(*) filter (where town not in {_in(KNOWN_TOWNS)}) as town_known,
@@ -141,7 +155,7 @@ _ID_VALUES = ", ".join(
     f"coalesce(cast({c} as varchar), '')"
     for c in (
         "strftime(month, '%Y-%m')", "town", "flat_type", "block", "street_name",
-        "storey_range", "flat_model", "lease_commence_year", "remaining_lease_months",
+        "storey_range", "upper(flat_model)", "lease_commence_year", "remaining_lease_months",
         "floor_area_sqm", "resale_price",
     )
 )  # fmt: skip
@@ -177,7 +191,7 @@ with typed as (
                  '^([0-9]+) +TO +([0-9]+)$', 1), '') as integer) as storey_lower,
         try_cast(nullif(regexp_extract(upper(trim(storey_range)),
                  '^([0-9]+) +TO +([0-9]+)$', 2), '') as integer) as storey_upper,
-        upper(regexp_replace(trim(flat_model), ' +', ' ', 'g')) as flat_model,
+        regexp_replace(trim(flat_model), ' +', ' ', 'g') as flat_model,
         try_cast(trim(lease_commence_date) as integer) as lease_commence_year,
         nullif(trim(remaining_lease), '') as remaining_lease,
         try_cast(trim(floor_area_sqm) as decimal(6, 2)) as floor_area_sqm,
@@ -186,11 +200,22 @@ with typed as (
         _source_row
     from raw_rows
 ),
-parsed as (
-    select typed.* exclude (remaining_lease),
-        cast({_REMAINING} as integer) as remaining_lease_months,
-        remaining_lease is null as is_remaining_lease_derived
+harmonised as (
+    select typed.* exclude (flat_model),
+        coalesce(models.flat_model, typed.flat_model) as flat_model,
+        resources.dataset_id, resources.date_basis
     from typed
+    left join read_csv('{SEEDS / "flat_models.csv"}', header = true, all_varchar = true)
+        as models on upper(typed.flat_model) = upper(models.flat_model)
+    left join read_csv('{SEEDS / "resources.csv"}', header = true, all_varchar = true)
+        as resources on strftime(typed.month, '%Y-%m')
+            between resources.first_month and coalesce(resources.last_month, '9999-12')
+),
+parsed as (
+    select harmonised.* exclude (remaining_lease),
+        cast({_REMAINING} as integer) as remaining_lease_months,
+        remaining_lease is null as remaining_lease_derived
+    from harmonised
 ),
 row_values as (
     -- the transaction id's typed values in one string, as staging builds it
@@ -205,9 +230,9 @@ keyed as (
     from row_values
 )
 select
-    transaction_id, month, strftime(month, '%Y-%m') as month_key, town, flat_type, block,
-    street_name, storey_range, storey_lower, storey_upper, flat_model, lease_commence_year,
-    remaining_lease_months, is_remaining_lease_derived,
+    transaction_id, month, strftime(month, '%Y-%m') as month_key, date_basis, dataset_id,
+    town, flat_type, block, street_name, storey_range, storey_lower, storey_upper, flat_model,
+    lease_commence_year, remaining_lease_months, remaining_lease_derived,
     floor_area_sqm, resale_price,
     cast(round(resale_price / nullif(floor_area_sqm, 0), 2) as decimal(10, 2))
         as price_per_sqm,
@@ -241,10 +266,11 @@ select
         as transaction_id_unique,
     (select count(*) from fct_resale_transactions
      where transaction_id is null or month is null or town is null or resale_price is null
-        or remaining_lease_months is null or lease_commence_year is null) as not_null,
+        or remaining_lease_months is null or lease_commence_year is null
+        or dataset_id is null or date_basis is null) as not_null,
     (select count(*) from fct_resale_transactions
-     where floor_area_sqm not between 20 and 400 or resale_price not between 50000 and 3000000
-        or price_per_sqm not between 500 and 30000 or remaining_lease_months not between 0 and 1188
+     where floor_area_sqm not between 20 and 400 or resale_price not between 1000 and 3000000
+        or price_per_sqm not between 100 and 30000 or remaining_lease_months not between 0 and 1188
         or lease_commence_year not between 1960 and extract(year from month)
         or storey_lower > storey_upper) as ranges,
     (select count(*) from fct_resale_transactions f

@@ -1,24 +1,29 @@
 """Which spellings of a delivered value are the same value: decided once, here.
 
 data.gov.sg's files differ in small ways over the years: spaces around or inside values,
-letter case, ``MULTI GENERATION`` for ``MULTI-GENERATION``, a bare number of years for the
-remaining lease (2015-2016). Those spellings are *normalised*: staging cleans them, and the
-gate (:mod:`hdb_elt.validation`) checks values cleaned the same way, so it never quarantines a
-spelling staging was written to accept. Anything else that fails a rule is an *error* and is
-quarantined or blocks. The month is never normalised: the window, the view of the latest
-deliveries and the per-month runs key on it exactly as delivered (``YYYY-MM``).
+letter case, ``MULTI GENERATION`` for ``MULTI-GENERATION``, flat models in upper case in the
+1990s (``NEW GENERATION``) and in title case since (``New Generation``). Those spellings are
+*normalised*: staging cleans them, and the gate (:mod:`hdb_elt.validation`) checks values
+cleaned the same way, so it never quarantines a spelling staging was written to accept.
+Anything else that fails a rule is an *error* and is quarantined or blocks. The month is never
+normalised: the window, the view of the latest deliveries and the per-month runs key on it
+exactly as delivered (``YYYY-MM``).
 
 SQL cannot import Python: ``stg_hdb__resale_flat_prices.sql`` (and ``bench/floor.py``) carry
 a copy of these rules, and ``tests/test_normalisation.py`` feeds every spelling of
-:data:`NORMALISED_SPELLINGS` through both the gate and staging to keep them equal.
+:data:`NORMALISED_SPELLINGS` through both the gate and staging to keep them equal. The flat
+model spellings are no copy: staging joins the seed ``flat_models.csv`` and this module reads
+it (:mod:`hdb_elt.seeds`).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from hdb_elt.seeds import flat_model_spellings
+
 # Surrounding spaces dropped, runs of spaces made one, upper case.
-SPACED_UPPER_COLUMNS = ("town", "flat_type", "street_name", "storey_range", "flat_model")
+SPACED_UPPER_COLUMNS = ("town", "flat_type", "street_name", "storey_range")
 # Surrounding spaces dropped, upper case ("308b" is block 308B).
 UPPER_COLUMNS = ("block",)
 # Surrounding spaces dropped (numbers are parsed after that).
@@ -27,6 +32,9 @@ TRIMMED_COLUMNS = ("floor_area_sqm", "resale_price", "lease_commence_date")
 SPACED_LOWER_COLUMNS = ("remaining_lease",)
 # Other names of a flat type, after the spaces and case above.
 FLAT_TYPE_SPELLINGS = {"MULTI GENERATION": "MULTI-GENERATION"}
+# Surrounding spaces dropped, runs of spaces made one, then today's spelling of the model
+# whatever its case (seeds/flat_models.csv); a model the seed lacks keeps its own spelling.
+HARMONISED_COLUMNS = ("flat_model",)
 
 # Every normalised spelling the project accepts, as (column, delivered, what staging makes
 # of it): the examples tests/test_normalisation.py runs through the gate and through dbt.
@@ -38,7 +46,12 @@ NORMALISED_SPELLINGS = (
     ("block", " 308b ", "308B"),
     ("street_name", "ang mo kio  ave 1", "ANG MO KIO AVE 1"),
     ("storey_range", " 10  to 12 ", "10 TO 12"),
-    ("flat_model", "model  a", "MODEL A"),
+    ("flat_model", "model  a", "Model A"),
+    ("flat_model", "NEW GENERATION", "New Generation"),  # the 1990s file: upper case
+    ("flat_model", "2-ROOM", "2-room"),
+    ("flat_model", "MULTI GENERATION", "Multi Generation"),
+    ("flat_model", "3Gen", "3Gen"),
+    ("flat_model", "Loft  Villa", "Loft Villa"),  # a model the seed lacks: its own spelling
     ("floor_area_sqm", " 92 ", "92.00"),
     ("floor_area_sqm", "92.0", "92.00"),
     ("resale_price", "560888.00", "560888.00"),
@@ -46,7 +59,6 @@ NORMALISED_SPELLINGS = (
     ("remaining_lease", "88 Years 04 Months", "1060"),
     ("remaining_lease", "88 years", "1056"),
     ("remaining_lease", "88 years 01 month", "1057"),
-    ("remaining_lease", " 88 ", "1056"),  # a bare number of years: the 2015-2016 files
 )
 
 
@@ -68,4 +80,8 @@ def normalise(text: pd.DataFrame) -> pd.DataFrame:
     for column in SPACED_LOWER_COLUMNS:
         clean[column] = _spaced(text[column]).str.lower()
     clean["flat_type"] = clean["flat_type"].replace(FLAT_TYPE_SPELLINGS)
+    spellings = flat_model_spellings()
+    for column in HARMONISED_COLUMNS:
+        spaced = _spaced(text[column])
+        clean[column] = spaced.str.upper().map(spellings).fillna(spaced)
     return clean

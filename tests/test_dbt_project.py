@@ -322,8 +322,8 @@ def test_tampered_fact_fails_the_tests_that_guard_it(fresh_build: dict, tmp_path
     expected = {
         "assert_fact_reconciles_with_latest_delivery",
         "unique_fct_resale_transactions_transaction_id",
-        "accepted_range_fct_resale_transactions_resale_price__3000000__50000",
-        "accepted_range_fct_resale_transactions_price_per_sqm__30000__500",
+        "accepted_range_fct_resale_transactions_resale_price__3000000__1000",
+        "accepted_range_fct_resale_transactions_price_per_sqm__30000__100",
         "accepted_range_fct_resale_transactions_storey_lower__70__1",
         "accepted_range_fct_resale_transactions_lease_commence_year__extract_year_from_month___1960",
         "expression_is_true_fct_resale_transactions_storey_lower_storey_upper",

@@ -402,6 +402,8 @@ unit_tests:
       - input: source('hdb', 'latest_deliveries')
         rows:
 {given}
+      - input: ref('resources')
+      - input: ref('flat_models')
       - input: source('audit', 'quarantine')
         rows: []
     expect:
@@ -450,6 +452,19 @@ def test_a_unit_test_with_a_wrong_expectation_fails_on_the_real_model(scratch: P
     ws.write_file(YML_FILE, unit_test_yml([("4 room", "4 room")]), variable="unit_test_yml")
     result = check_dbt_unit_test(ws)
     assert "on the real model, your test does not pass: test_my_flat_types: fail" in str(result)
+
+
+@pytest.mark.slow
+def test_a_unit_test_without_the_seeds_says_to_name_them(scratch: Path) -> None:
+    from classroom.exercises.dbt_unit_test import YML_FILE, check_dbt_unit_test
+
+    ws = workspace("03", activate=False)
+    yml = unit_test_yml([("MULTI GENERATION", "MULTI-GENERATION")])
+    yml = yml.replace("      - input: ref('resources')\n      - input: ref('flat_models')\n", "")
+    ws.write_file(YML_FILE, yml, variable="unit_test_yml")
+    result = check_dbt_unit_test(ws)
+    assert "on the real model, your test does not pass" in str(result)
+    assert "- input: ref('resources') and - input: ref('flat_models')" in str(result)
 
 
 # -- exercise 04: the answers, on the workspace the unsolved notebook left

@@ -72,8 +72,14 @@ def test_staging_makes_of_every_spelling_what_the_module_says(tmp_path: Path):
         con.execute(f"insert into {RAW_TABLE} by name select * from delivered")
 
     code, output, _ = dbt(
-        ["run", "--select", "stg_hdb__resale_flat_prices"], warehouse, tmp_path / "target"
-    )
+        # the view and the seeds it joins (flat_models, resources)
+        [
+            "build", "--select", "+stg_hdb__resale_flat_prices",
+            "--resource-type", "seed", "--resource-type", "model",
+        ],
+        warehouse,
+        tmp_path / "target",
+    )  # fmt: skip
     assert code == 0, output
 
     with connect(warehouse, read_only=True) as con:

@@ -89,3 +89,42 @@ def test_the_flat_types_are_the_same_at_the_gate_in_the_seed_and_in_the_marts_te
         if isinstance(test, dict) and "accepted_values" in test
     ]
     assert seeded == list(accepted) == list(KNOWN_FLAT_TYPES)
+
+
+RESOURCES_SEED = DBT_PROJECT_DIR / "seeds" / "resources.csv"
+
+
+def test_the_resources_seed_is_the_tap_s_table_of_resources() -> None:
+    """dbt's seeds/resources.csv (staging's dataset_id and date_basis) repeats
+    tap_hdb_resale.resources.RESOURCES."""
+    from tap_hdb_resale.resources import RESOURCES
+
+    expected = [
+        {
+            "dataset_id": r.dataset_id,
+            "first_month": r.first_month,
+            "last_month": r.last_month or "",
+            "date_basis": r.date_basis,
+        }
+        for r in RESOURCES
+    ]
+    with RESOURCES_SEED.open(newline="", encoding="utf-8") as handle:
+        assert list(csv.DictReader(handle)) == expected
+
+
+def test_the_gate_knows_the_towns_and_flat_models_of_dbt_s_seeds() -> None:
+    """The gate reads the seeds (hdb_elt.seeds): its towns are dim_town's, its flat model
+    spellings staging's, one spelling per model whatever the case."""
+    from hdb_elt.normalisation import NORMALISED_SPELLINGS
+    from hdb_elt.validation import KNOWN_TOWNS
+
+    with (DBT_PROJECT_DIR / "seeds" / "town_regions.csv").open(encoding="utf-8") as handle:
+        assert tuple(row["town"] for row in csv.DictReader(handle)) == KNOWN_TOWNS
+    assert "LIM CHU KANG" in KNOWN_TOWNS
+    with (DBT_PROJECT_DIR / "seeds" / "flat_models.csv").open(encoding="utf-8") as handle:
+        models = [row["flat_model"] for row in csv.DictReader(handle)]
+    assert len({m.upper() for m in models}) == len(models)
+    harmonised = {
+        expected for column, _, expected in NORMALISED_SPELLINGS if column == "flat_model"
+    }
+    assert harmonised - set(models) == {"Loft Villa"}  # the one model the seed lacks, on purpose

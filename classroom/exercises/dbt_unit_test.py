@@ -24,6 +24,9 @@ EXISTING = {
     "test_remaining_lease_parsing",
     "test_storey_range_split",
     "test_transaction_id_on_identical_rows",
+    "test_flat_model_spellings",
+    "test_date_basis_and_dataset_id",
+    "test_prices_written_with_a_decimal",
 }
 
 # The cleaning as it stands in the staging model, and a way of breaking each of its parts.
@@ -98,11 +101,17 @@ def check_dbt_unit_test(ws: Workspace) -> CheckResult:
             "; ".join(f"{r.name}: {r.status} {r.message}".strip() for r in mine.itertuples())
             or run.error_lines()
         )
-        result.miss(
-            f"on the real model, your test does not pass: {detail}",
+        hint = (
             "dbt's message shows the expected and actual rows side by side: the expected rows "
-            "must be what the model really gives for your input rows.",
+            "must be what the model really gives for your input rows."
         )
+        if "depends on a node named" in detail:
+            hint = (
+                "the model reads four inputs and a unit test names each: add the two seeds, "
+                "without rows, as test_storey_range_split does: - input: ref('resources') and "
+                "- input: ref('flat_models')."
+            )
+        result.miss(f"on the real model, your test does not pass: {detail}", hint)
         return result
     result.ok("it passes on the real staging model.")
 

@@ -37,6 +37,9 @@
       was rejected), or that the model does not hold at all;
     - otherwise (first build, --full-refresh): every month. A window with --full-refresh is
       refused: the rebuilt table would lose every month outside the window.
+    And on an incremental run, with or without a window, every month of a model built before
+    the five resources were harmonised (rows with a null dataset_id, the column its pre-hook
+    adds): those rows lack the new columns and today's spellings, so they are rebuilt once.
     The model's select and the replace_months strategy's delete both use it, so the months
     deleted are exactly the months inserted again.
 -#}
@@ -50,9 +53,23 @@
             ~ "--full-refresh to rebuild just the window."
         ) }}
     {%- endif -%}
-    {%- if has_window -%}
+    {%- if not is_incremental() -%}
+        {%- if has_window -%}
+            month_key between '{{ window.start or "0001-01" }}' and '{{ window.end or "9999-12" }}'
+        {%- else -%}
+            true
+        {%- endif -%}
+    {%- else -%}
+        (
+        month_key in (
+            -- months built before the harmonisation (the model's pre-hook adds dataset_id
+            -- to such a table: null in their rows)
+            select month_key from {{ target_relation }} where dataset_id is null
+        )
+        or
+        {%- if has_window %}
         month_key between '{{ window.start or "0001-01" }}' and '{{ window.end or "9999-12" }}'
-    {%- elif is_incremental() -%}
+        {%- else %}
         month_key in (
             select deliveries.month_key
             from (
@@ -72,7 +89,7 @@
                 on deliveries.month_key = built.month_key
             where deliveries._loaded_at is distinct from built._loaded_at
         )
-    {%- else -%}
-        true
+        {%- endif %}
+        )
     {%- endif -%}
 {% endmacro %}

@@ -16,17 +16,22 @@ checked; :mod:`hdb_elt.validation.engine` maps pandera's failure cases back to r
 - ``warning``: worth a look, rows are kept (a town never seen before: HDB does open towns).
 - ``info``: reported, never failing (identical rows, which are real, distinct sales).
 
-The plausible ranges were chosen from the 2023 reference data (25,777 rows, all of which pass
-every rule) with wide margins, so that only values no HDB resale can have are quarantined:
+The plausible ranges hold for every sale since January 1990, when the oldest of the five
+data.gov.sg resources starts, with wide margins, so that only values no HDB resale can have are
+quarantined (the 2023 reference data, 25,777 rows, passes every rule):
 
 - floor area 20 to 400 sqm: 2023 spans 31 (1-room) to 192 sqm; the largest HDB flats
   (executive maisonettes) are under 300 sqm.
-- resale price 50,000 to 5,000,000 SGD: 2023 spans 150,000 to 1,500,000; the lower bound
-  also rules out zero, negative and thousands-dropped prices, the upper one a stray digit.
-- lease commencement 1960 (HDB's founding) to the registration year + 1: 2023 spans 1966 to
-  2022; a flat cannot be resold before its lease starts, the margin forgives an off-by-one.
-- remaining lease ``NN years MM months``, ``NN years``, a bare number of years (2015-2016),
-  or empty (older data has none).
+- resale price from a floor that depends on the year of the sale, to 5,000,000 SGD: prices
+  rose some fortyfold since 1990 (the 1990 file's first row is a 1-room flat sold for 9,000;
+  2023 spans 150,000 to 1,500,000), so one floor for every year would either quarantine the
+  1990s or let a 2023 price with its thousands dropped through. Each floor is about a tenth of
+  its era's cheapest sales: 1,000 before 2000, 10,000 in the 2000s, 50,000 from 2010.
+- lease commencement 1960 (HDB's founding) to the sale year + 1: a flat cannot be resold
+  before its lease starts, the margin forgives an off-by-one.
+- remaining lease as the month's resource writes it (:mod:`tap_hdb_resale.resources`): absent
+  before 2015 (staging derives it), a whole number of years in 2015-2016 (``70``), ``NN years
+  MM months`` (or ``NN years``, ``NN years 01 month``) from 2017.
 
 Text rules check values normalised as :mod:`hdb_elt.normalisation` decides (spaces, case,
 ``MULTI GENERATION``), the spellings staging cleans; messages show the values as delivered.
@@ -45,8 +50,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pandera.pandas as pa
+from tap_hdb_resale.resources import CURRENT, Resource, resource_of
 
 from hdb_elt.months import Month
+from hdb_elt.seeds import known_towns
 from hdb_elt.validation.locations import row_location
 from hdb_elt.warehouse import SOURCE_COLUMNS
 
@@ -65,50 +72,31 @@ KNOWN_FLAT_TYPES = (
     "EXECUTIVE",
     "MULTI-GENERATION",
 )
-# The 26 towns of the 2023 data, plus LIM CHU KANG from older data. TENGAH (new flats from
-# 2023) is left out on purpose: its first resales will warn, a reminder to check that
-# everything downstream (dim_town, regions) knows it, and then it is added here.
-KNOWN_TOWNS = (
-    "ANG MO KIO",
-    "BEDOK",
-    "BISHAN",
-    "BUKIT BATOK",
-    "BUKIT MERAH",
-    "BUKIT PANJANG",
-    "BUKIT TIMAH",
-    "CENTRAL AREA",
-    "CHOA CHU KANG",
-    "CLEMENTI",
-    "GEYLANG",
-    "HOUGANG",
-    "JURONG EAST",
-    "JURONG WEST",
-    "KALLANG/WHAMPOA",
-    "LIM CHU KANG",
-    "MARINE PARADE",
-    "PASIR RIS",
-    "PUNGGOL",
-    "QUEENSTOWN",
-    "SEMBAWANG",
-    "SENGKANG",
-    "SERANGOON",
-    "TAMPINES",
-    "TOA PAYOH",
-    "WOODLANDS",
-    "YISHUN",
-)
+# Every town of the resale data since 1990: the 26 of today, LIM CHU KANG (1990s only) and
+# TENGAH (resales from its first flats to come). The one list is dbt's seed
+# seeds/town_regions.csv, which gives dim_town each town's region; a town missing there warns
+# here and in dbt's relationships test alike.
+KNOWN_TOWNS = known_towns()
 FLOOR_AREA_SQM_RANGE = (20, 400)
-RESALE_PRICE_RANGE = (50_000, 5_000_000)
+# (first year, lowest plausible price) for sales from that year on; the ceiling for all years.
+RESALE_PRICE_FLOORS = ((1990, 1_000), (2000, 10_000), (2010, 50_000))
+RESALE_PRICE_CEILING = 5_000_000
 EARLIEST_LEASE_YEAR = 1960
 LEASE_YEAR_MARGIN = 1
 
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 NUMBER_PATTERN = r"^-?\d+(\.\d+)?$"
 YEAR_PATTERN = r"^\d{4}$"
+# Three storeys a band ("07 TO 09"), and five in 2012-2014 files beside them ("01 TO 05").
 STOREY_RANGE_PATTERN = r"^\d{2} TO \d{2}$"
-# Checked on normalised values (hdb_elt.normalisation): lower case, single spaces. A bare
-# number of years is how the 2015-2016 files write it.
-REMAINING_LEASE_PATTERN = r"^(\d{1,2}( years?( (0[1-9]|1[01]) months?)?)?)?$"
+# The remaining lease as each resource writes it, checked on normalised values
+# (hdb_elt.normalisation: lower case, single spaces): (pattern, what it looks like).
+REMAINING_LEASE_ABSENT = (r"^$", "empty: the resource has no remaining lease")
+REMAINING_LEASE_WHOLE_YEARS = (r"^\d{1,2}$", "a whole number of years such as '70'")
+REMAINING_LEASE_YEARS_MONTHS = (
+    r"^\d{1,2} years?( (0[1-9]|1[01]) months?)?$",
+    "'NN years MM months' or 'NN years'",
+)
 # Any C0 control character or DEL: no HDB value holds one (NUL, a stray line break...).
 CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
 # A month in which more than this share of rows have an identical twin warns: the real data
@@ -167,6 +155,47 @@ def _storey_ascending(values: pd.Series) -> pd.Series:
     return bounds[0].isna() | (bounds[0] <= bounds[1])
 
 
+def resale_price_floor(years: pd.Series) -> pd.Series:
+    """The lowest plausible price of a sale in each of ``years`` (RESALE_PRICE_FLOORS)."""
+    floor = pd.Series(float(RESALE_PRICE_FLOORS[0][1]), index=years.index)
+    for first_year, lowest in RESALE_PRICE_FLOORS[1:]:
+        floor = floor.mask(years >= first_year, float(lowest))
+    return floor
+
+
+def _price_in_range(frame: pd.DataFrame) -> pd.Series:
+    """The price is at least its year's floor and at most the ceiling."""
+    price = frame["resale_price"]
+    floor = resale_price_floor(frame["registration_year"])
+    return price.isna() | ((price >= floor) & (price <= RESALE_PRICE_CEILING))
+
+
+def remaining_lease_form(resource: Resource) -> tuple[str, str]:
+    """How ``resource`` writes the remaining lease: (pattern, what it looks like). The current
+    resource writes years and months; the older one with the column (2015-2016) whole years."""
+    if not resource.has_remaining_lease:
+        return REMAINING_LEASE_ABSENT
+    return REMAINING_LEASE_YEARS_MONTHS if resource == CURRENT else REMAINING_LEASE_WHOLE_YEARS
+
+
+def _month_resource(month: str) -> Resource | None:
+    try:
+        return resource_of(month)
+    except ValueError:  # not a month, or before 1990: the month rules say so
+        return None
+
+
+def _remaining_lease_as_the_resource_writes_it(frame: pd.DataFrame) -> pd.Series:
+    """Each row's remaining lease matches its month's resource's form."""
+    ok = pd.Series(True, index=frame.index)
+    for month, rows in frame.groupby("month", sort=False).groups.items():
+        resource = _month_resource(str(month))
+        if resource is not None:
+            pattern, _ = remaining_lease_form(resource)
+            ok[rows] = frame.loc[rows, "remaining_lease"].str.match(pattern)
+    return ok
+
+
 def _lease_in_range(frame: pd.DataFrame) -> pd.Series:
     """The lease starts no earlier than HDB and no later than the sale's year + the margin."""
     lease = frame["lease_commence_date"]
@@ -194,14 +223,24 @@ def _storey_phrase(column: str, value: str, row: Mapping, window: Window) -> str
     return f"{value!r} does not match 'NN TO NN'"
 
 
+def _price_phrase(column: str, value: str, row: Mapping, window: Window) -> str:
+    year = pd.Series([float(row["registration_year"])])
+    if float(value) > RESALE_PRICE_CEILING:
+        return f"{value!r} is above {RESALE_PRICE_CEILING:,}"
+    return f"{value!r} is below {int(resale_price_floor(year).iloc[0]):,}"
+
+
+def _remaining_lease_phrase(column: str, value: str, row: Mapping, window: Window) -> str:
+    resource = resource_of(row["month"])
+    _, looks_like = remaining_lease_form(resource)
+    return f"{value!r} is not {looks_like} (month {row['month']}, resource {resource.dataset_id})"
+
+
 def _lease_phrase(column: str, value: str, row: Mapping, window: Window) -> str:
     if int(value) < EARLIEST_LEASE_YEAR:
         return f"{value!r} is before {EARLIEST_LEASE_YEAR}, when HDB was founded"
     year = int(row["registration_year"])
-    return (
-        f"{value!r} is after {year + LEASE_YEAR_MARGIN} "
-        f"(registration year {year} + {LEASE_YEAR_MARGIN})"
-    )
+    return f"{value!r} is after {year + LEASE_YEAR_MARGIN} (sale year {year} + {LEASE_YEAR_MARGIN})"
 
 
 def _identical_phrase(column: str, value: str, row: Mapping, window: Window) -> str:
@@ -311,17 +350,20 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "resale_price_plausible",
         "quarantine",
-        "resale_price is {:,} to {:,} SGD".format(*RESALE_PRICE_RANGE),
+        "resale_price is at least "
+        + ", ".join(f"{low:,} for sales from {year}" for year, low in RESALE_PRICE_FLOORS)
+        + f" (prices rose about fortyfold since 1990), at most {RESALE_PRICE_CEILING:,} SGD",
         ("resale_price",),
-        _column_schema("resale_price", pa.Check.in_range(*RESALE_PRICE_RANGE)),
-        _range_phrase(*RESALE_PRICE_RANGE),
+        lambda _window: pa.DataFrameSchema(
+            checks=[pa.Check(_price_in_range, name="resale_price_plausible", ignore_na=False)]
+        ),
+        _price_phrase,
         frame="typed",
     ),
     Rule(
         "lease_year_plausible",
         "quarantine",
-        f"lease_commence_date is {EARLIEST_LEASE_YEAR} to the registration year "
-        f"+ {LEASE_YEAR_MARGIN}",
+        f"lease_commence_date is {EARLIEST_LEASE_YEAR} to the sale year + {LEASE_YEAR_MARGIN}",
         ("lease_commence_date",),
         lambda _window: pa.DataFrameSchema(
             checks=[pa.Check(_lease_in_range, name="lease_year_plausible", ignore_na=False)]
@@ -332,12 +374,19 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "remaining_lease_format",
         "quarantine",
-        "remaining_lease is 'NN years MM months', 'NN years', a number of years or empty",
+        "remaining_lease is as the month's resource writes it: empty before 2015, whole years "
+        "(70) in 2015-2016, 'NN years MM months' from 2017",
         ("remaining_lease",),
-        _column_schema("remaining_lease", pa.Check.str_matches(REMAINING_LEASE_PATTERN)),
-        lambda column, value, row, window: (
-            f"{value!r} is not 'NN years MM months', 'NN years', a number of years or empty"
+        lambda _window: pa.DataFrameSchema(
+            checks=[
+                pa.Check(
+                    _remaining_lease_as_the_resource_writes_it,
+                    name="remaining_lease_format",
+                    ignore_na=False,
+                )
+            ]
         ),
+        _remaining_lease_phrase,
     ),
     Rule(
         "no_control_characters",
@@ -365,7 +414,8 @@ RULES: tuple[Rule, ...] = (
         ("town",),
         _column_schema("town", pa.Check.isin(KNOWN_TOWNS)),
         lambda column, value, row, window: (
-            f"{value!r} is not a known HDB town (a new town? add it to KNOWN_TOWNS)"
+            f"{value!r} is not a known HDB town "
+            "(a new town? add it with its region to dbt_resale_flat/seeds/town_regions.csv)"
         ),
     ),
     Rule(

@@ -3,12 +3,23 @@
 -- --vars start_month..end_month window. The replace_months strategy deletes those months
 -- before inserting them again, so a re-delivered month never keeps stale or duplicated rows
 -- and the other months are not touched.
+--
+-- A fact built before the five resources were harmonised keeps working, migrated on its next
+-- run: the pre-hook drops the column remaining_lease_derived replaces and adds dataset_id
+-- (null in the old rows), on_schema_change appends the other new columns, and
+-- months_to_rebuild rebuilds every month whose rows have a null dataset_id, once.
 
 {{
     config(
         materialized='incremental',
         incremental_strategy='replace_months',
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
+        pre_hook=[
+            "{% if is_incremental() %}"
+            ~ "alter table {{ this }} drop column if exists is_remaining_lease_derived;"
+            ~ "alter table {{ this }} add column if not exists dataset_id varchar;"
+            ~ "{% endif %}"
+        ],
     )
 }}
 
@@ -31,6 +42,10 @@ final as (
         -- dates
         month,
         month_key,
+        date_basis,
+
+        -- the resource the row's month is published in
+        dataset_id,
 
         -- dimensions
         town,
@@ -43,7 +58,7 @@ final as (
         flat_model,
         lease_commence_year,
         remaining_lease_months,
-        is_remaining_lease_derived,
+        remaining_lease_derived,
 
         -- measures
         floor_area_sqm,

@@ -1,6 +1,7 @@
 -- One row per resale transaction of the latest accepted delivery of each month (the view
--- raw.latest_deliveries decides which delivery that is), typed and cleaned. Quarantined rows
--- (audit.quarantine) are left out.
+-- raw.latest_deliveries decides which delivery that is), typed, cleaned and harmonised across
+-- the five data.gov.sg resources since 1990 (data/README.md, "How each column is
+-- harmonised"). Quarantined rows (audit.quarantine) are left out.
 -- bench/floor.py repeats this SQL on purpose (the benchmark's floor, DuckDB without dbt);
 -- tests/test_bench.py checks that the two build the same fact.
 
@@ -12,6 +13,16 @@ latest_delivery as (
 
 quarantine as (
     select * from {{ source('audit', 'quarantine') }}
+),
+
+resources as (
+    -- the five data.gov.sg resources and their months (a copy of tap_hdb_resale.resources)
+    select * from {{ ref('resources') }}
+),
+
+flat_models as (
+    -- today's spelling of each flat model
+    select * from {{ ref('flat_models') }}
 ),
 
 typed as (
@@ -34,7 +45,7 @@ typed as (
         upper(regexp_replace(trim(storey_range), ' +', ' ', 'g')) as storey_range,
         {{ storey_range_bound('storey_range', 1) }} as storey_lower,
         {{ storey_range_bound('storey_range', 2) }} as storey_upper,
-        upper(regexp_replace(trim(flat_model), ' +', ' ', 'g')) as flat_model,
+        regexp_replace(trim(flat_model), ' +', ' ', 'g') as flat_model,
         try_cast(trim(lease_commence_date) as integer) as lease_commence_year,
         nullif(trim(remaining_lease), '') as remaining_lease,
 
@@ -50,29 +61,49 @@ typed as (
     from latest_delivery
 ),
 
+harmonised as (
+    -- One spelling per flat model across eras, whatever the case it was delivered in
+    -- (NEW GENERATION in the 1990s, New Generation since): the seed's. hdb_elt/normalisation.py
+    -- reads the same seed, so the gate agrees. A model the seed lacks keeps its spelling (and
+    -- the fact's relationships test warns). The resource is the one publishing the month.
+    select
+        typed.* exclude (flat_model),
+        coalesce(flat_models.flat_model, typed.flat_model) as flat_model,
+        resources.dataset_id,
+        resources.date_basis
+    from typed
+    left join flat_models
+        on upper(typed.flat_model) = upper(flat_models.flat_model)
+    left join resources
+        on strftime(typed.month, '%Y-%m') between resources.first_month
+        and coalesce(nullif(resources.last_month, ''), '9999-12')
+),
+
 parsed as (
     select
-        typed.* exclude (remaining_lease),
+        harmonised.* exclude (remaining_lease),
         cast(
             {{ parse_remaining_lease_months('remaining_lease', 'lease_commence_year', 'month') }}
             as integer
         ) as remaining_lease_months,
-        remaining_lease is null as is_remaining_lease_derived
-    from typed
+        -- the three oldest resources have no remaining lease: derived, and flagged so
+        remaining_lease is null as remaining_lease_derived
+    from harmonised
 ),
 
 row_values as (
     -- The row's typed values in one string, the same for identical twins and for any two
-    -- spellings of the same value (44 and 44.0 are both 44.00; 288000.00 is 288000.00).
+    -- spellings of the same value (44 and 44.0 are both 44.00; 288000.00 is 288000.00). The
+    -- flat model in upper case, as before its spellings were harmonised: ids stay as they were.
     select
         parsed.*,
         concat_ws(
             '|',
             coalesce(strftime(parsed.month, '%Y-%m'), ''),
             {%- for column in ['town', 'flat_type', 'block', 'street_name', 'storey_range',
-                               'flat_model', 'lease_commence_year', 'remaining_lease_months',
-                               'floor_area_sqm', 'resale_price'] %}
-            coalesce(cast(parsed.{{ column }} as varchar), ''){{ ',' if not loop.last }}
+                               'upper(flat_model)', 'lease_commence_year',
+                               'remaining_lease_months', 'floor_area_sqm', 'resale_price'] %}
+            coalesce(cast({{ column }} as varchar), ''){{ ',' if not loop.last }}
             {%- endfor %}
         ) as row_values
     from parsed
@@ -119,6 +150,10 @@ final as (
         -- dates
         month,
         strftime(month, '%Y-%m') as month_key,
+        date_basis,
+
+        -- the resource the row's month is published in
+        dataset_id,
 
         -- dimensions
         town,
@@ -131,7 +166,7 @@ final as (
         flat_model,
         lease_commence_year,
         remaining_lease_months,
-        is_remaining_lease_derived,
+        remaining_lease_derived,
 
         -- measures
         floor_area_sqm,
