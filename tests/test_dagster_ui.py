@@ -311,7 +311,7 @@ def test_a_twelve_month_backfill_runs_one_at_a_time_and_equals_make_run(
         "DBT_TARGET_PATH": str(plain / "dbt-target"),
     }
     completed = subprocess.run(
-        [sys.executable, "-m", "hdb_elt", "run"],
+        [sys.executable, "-m", "classroom", "run"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -251,7 +251,7 @@ def test_doctor_command_exits_0_when_ready_and_1_on_a_failure(
 ) -> None:
     def doctor_command(**env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "hdb_elt", "doctor"],
+            [sys.executable, "-m", "classroom", "doctor"],
             cwd=REPO_ROOT,
             env={
                 **{k: v for k, v in os.environ.items() if not k.startswith("HDB_")},
