@@ -75,6 +75,11 @@ class Check:
     detail: str
     fix: str = ""
 
+    @classmethod
+    def failed(cls, name: str, problems: list[str], fix: str) -> Check:
+        """A failed check listing every problem found, with the one fix for them."""
+        return cls(name, FAIL, "; ".join(problems), fix)
+
 
 # --- versions ------------------------------------------------------------------------------
 
@@ -239,10 +244,9 @@ def check_meltano_plugins(project: Path = MELTANO_PROJECT_DIR) -> Check:
         else:
             found.append(f"{plugin} ({', '.join(f'{p} {versions[p]}' for p in packages)})")
     if problems:
-        return Check(
+        return Check.failed(
             "meltano plugins",
-            FAIL,
-            "; ".join(problems),
+            problems,
             "run `make setup` (or `cd meltano && ../.venv/bin/meltano install`)",
         )
     return Check("meltano plugins", OK, "installed: " + ", ".join(found))
@@ -318,10 +322,9 @@ def check_duckdb(warehouse: Path, users: dict[str, Path] | None = None) -> Check
                 continue
             problems.append(f"{user} (duckdb {version}) cannot open it: {reason}")
     if problems:
-        return Check(
+        return Check.failed(
             "duckdb",
-            FAIL,
-            "; ".join(problems),
+            problems,
             "run `make setup` so every component has the pinned duckdb; a warehouse written "
             "by a newer DuckDB cannot be read by an older one: rebuild it (`make clean run`)",
         )

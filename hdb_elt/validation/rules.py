@@ -267,6 +267,7 @@ def _twin_share_phrase(column: str, value: str, row: Mapping, window: Window) ->
 
 
 # --- the rules, in the order they are checked ---------------------------------------------
+# Every rule is written in the same shape on purpose: to add one, copy the nearest and change it.
 
 RULES: tuple[Rule, ...] = (
     Rule(

@@ -54,6 +54,7 @@ class Resource:
         return "remaining_lease" in self.columns
 
 
+# One entry per resource, oldest first; the entries share one shape on purpose (a table).
 RESOURCES = (
     Resource(
         dataset_id="d_ebc5ab87086db484f88045b47411ebc5",
