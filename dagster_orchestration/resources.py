@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
-from pydantic import Field
+from dagster import (
+    ConfigurableIOManager,
+    ConfigurableResource,
+    InputContext,
+    OutputContext,
+)
+from pydantic import Field, PrivateAttr
 
 from dagster_orchestration.constants import STAGE_TAG, records_dir
 from dagster_orchestration.partitions import run_months
@@ -26,6 +31,10 @@ class HdbSettings(ConfigurableResource):
     Empty fields mean "as the environment says", read when a run starts, exactly as for
     ``make run`` and the notebooks; set them in the launchpad to point one run elsewhere. The
     window is not a setting here: each run's months come from its partition.
+
+    A run resolves its settings once: every stage and check of the run sees the same
+    warehouse and the same deliveries folder, even if the environment or data/raw/ change
+    while it runs.
     """
 
     warehouse_path: str | None = Field(
@@ -41,9 +50,17 @@ class HdbSettings(ConfigurableResource):
         """The folder of deliveries the runs read (None: the data.gov.sg API)."""
         return stage_settings(None, None, self.warehouse_path, self.data_dir).data_dir
 
+    # Dagster initializes the resource for each run, so this holds one run's settings.
+    _resolved: dict[tuple[str, str], Settings] = PrivateAttr(default_factory=dict)
+
     def for_months(self, start_month: str, end_month: str) -> Settings:
-        """The settings of a run over ``start_month``..``end_month``, validated."""
-        return stage_settings(start_month, end_month, self.warehouse_path, self.data_dir)
+        """The settings of a run over ``start_month``..``end_month``, validated (once a run)."""
+        window = (start_month, end_month)
+        if window not in self._resolved:
+            self._resolved[window] = stage_settings(
+                start_month, end_month, self.warehouse_path, self.data_dir
+            )
+        return self._resolved[window]
 
     def notebook_parameters(self, start_month: str, end_month: str) -> dict[str, str]:
         """The values a stage notebook's parameters cell receives for that window."""

@@ -24,8 +24,10 @@ from dagster import (
     Definitions,
     MonthlyPartitionsDefinition,
     SensorResult,
+    asset,
     build_schedule_context,
     build_sensor_context,
+    materialize,
 )
 
 from classroom.runner import partition_tags, windows
@@ -434,3 +436,21 @@ def test_the_blocking_check_reads_the_gates_latest_verdict_on_each_month(tmp_pat
     )
     gate()  # the next run validates May's accepted delivery: the rejection is behind it
     assert blocking_rules(window).passed
+
+
+def test_a_run_resolves_its_settings_once_and_the_next_run_afresh(tmp_path, monkeypatch):
+    seen: list[Path] = []
+
+    @asset
+    def where(settings: HdbSettings) -> None:
+        first = settings.for_months("2023-01", "2023-01")
+        # The environment changes while the run goes on: the run keeps what it resolved.
+        os.environ["HDB_WAREHOUSE_PATH"] = str(tmp_path / "changed.duckdb")
+        assert settings.for_months("2023-01", "2023-01") is first
+        seen.append(first.warehouse_path)
+
+    resource = HdbSettings()
+    for name in ("first", "second"):
+        monkeypatch.setenv("HDB_WAREHOUSE_PATH", str(tmp_path / f"{name}.duckdb"))
+        assert materialize([where], resources={"settings": resource}).success
+    assert seen == [tmp_path / "first.duckdb", tmp_path / "second.duckdb"]
