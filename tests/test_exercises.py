@@ -409,6 +409,9 @@ unit_tests:
 {given}
       - input: source('audit', 'quarantine')
         rows: []
+      - input: ref('resources')
+      - input: ref('flat_models')
+      - input: ref('flat_model_spellings')
     expect:
       rows:
 {expect}

@@ -100,8 +100,11 @@ def check_dbt_unit_test(ws: Workspace) -> CheckResult:
         )
         result.miss(
             f"on the real model, your test does not pass: {detail}",
-            "dbt's message shows the expected and actual rows side by side: the expected rows "
-            "must be what the model really gives for your input rows.",
+            "dbt wants every input of the model in given: name each seed the message names, "
+            "as in the example (- input: ref('<seed>'), no rows: dbt reads the seed's file)."
+            if "depends on a node named" in detail
+            else "dbt's message shows the expected and actual rows side by side: the expected "
+            "rows must be what the model really gives for your input rows.",
         )
         return result
     result.ok("it passes on the real staging model.")
