@@ -778,7 +778,9 @@ def run_all_in_one_kernel(path: Path, times: int) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["01_add_a_validation_rule", "04_redeliver_a_month"])
+@pytest.mark.parametrize(
+    "name", ["01_add_a_validation_rule", "04_redeliver_a_month", "07_absorb_a_new_spelling"]
+)
 def test_a_solution_passes_on_every_run_all_in_one_kernel(scratch: Path, name: str) -> None:
     """Each Run All starts the exercise over from the reference state, whatever the run before
     it left in the workspace (it once rebuilt that state from the broken delivery)."""
