@@ -202,11 +202,16 @@ with typed as (
 ),
 harmonised as (
     select typed.* exclude (flat_model),
-        coalesce(models.flat_model, typed.flat_model) as flat_model,
+        coalesce(models.flat_model, spellings.flat_model, typed.flat_model) as flat_model,
         resources.dataset_id, resources.date_basis
     from typed
+    left join read_csv('{SEEDS / "flat_model_spellings.csv"}', header = true,
+                       all_varchar = true)
+        as spellings on upper(typed.flat_model)
+            = upper(regexp_replace(trim(spellings.spelling), ' +', ' ', 'g'))
     left join read_csv('{SEEDS / "flat_models.csv"}', header = true, all_varchar = true)
-        as models on upper(typed.flat_model) = upper(models.flat_model)
+        as models on upper(coalesce(spellings.flat_model, typed.flat_model))
+            = upper(models.flat_model)
     left join read_csv('{SEEDS / "resources.csv"}', header = true, all_varchar = true)
         as resources on strftime(typed.month, '%Y-%m')
             between resources.first_month and coalesce(resources.last_month, '9999-12')

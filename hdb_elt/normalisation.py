@@ -12,8 +12,8 @@ exactly as delivered (``YYYY-MM``).
 SQL cannot import Python: ``stg_hdb__resale_flat_prices.sql`` (and ``bench/floor.py``) carry
 a copy of these rules, and ``tests/test_normalisation.py`` feeds every spelling of
 :data:`NORMALISED_SPELLINGS` through both the gate and staging to keep them equal. The flat
-model spellings are no copy: staging joins the seed ``flat_models.csv`` and this module reads
-it (:mod:`hdb_elt.seeds`).
+model spellings are no copy: staging joins the seeds ``flat_models.csv`` and
+``flat_model_spellings.csv`` and this module reads them (:mod:`hdb_elt.seeds`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ SPACED_LOWER_COLUMNS = ("remaining_lease",)
 # Other names of a flat type, after the spaces and case above.
 FLAT_TYPE_SPELLINGS = {"MULTI GENERATION": "MULTI-GENERATION"}
 # Surrounding spaces dropped, runs of spaces made one, then today's spelling of the model
-# whatever its case (seeds/flat_models.csv); a model the seed lacks keeps its own spelling.
+# whatever its case (seeds/flat_models.csv) or for another spelling the seeds know
+# (seeds/flat_model_spellings.csv); a model the seeds lack keeps its own spelling.
 HARMONISED_COLUMNS = ("flat_model",)
 
 # Every normalised spelling the project accepts, as (column, delivered, what staging makes
@@ -80,8 +81,14 @@ def normalise(text: pd.DataFrame) -> pd.DataFrame:
     for column in SPACED_LOWER_COLUMNS:
         clean[column] = _spaced(text[column]).str.lower()
     clean["flat_type"] = clean["flat_type"].replace(FLAT_TYPE_SPELLINGS)
-    spellings = flat_model_spellings()
     for column in HARMONISED_COLUMNS:
-        spaced = _spaced(text[column])
-        clean[column] = spaced.str.upper().map(spellings).fillna(spaced)
+        clean[column] = harmonise_flat_model(text[column])
     return clean
+
+
+def harmonise_flat_model(values: pd.Series) -> pd.Series:
+    """Flat models as staging writes them: today's spelling of every spelling the seeds know
+    (flat_models.csv whatever the case, flat_model_spellings.csv), else the delivered one with
+    its spaces normalised."""
+    spaced = _spaced(values)
+    return spaced.str.upper().map(flat_model_spellings()).fillna(spaced)

@@ -19,10 +19,12 @@ import pandas as pd
 import pandera.pandas as pa
 import papermill
 import pytest
+import yaml
 from papermill.exceptions import PapermillExecutionError
 
 from classroom.checkpoints import CHECKPOINTS_ENV, build_checkpoint
 from classroom.exercises import EXERCISES, CheckResult, ExerciseError, NotDoneYet, exercise
+from classroom.exercises.dbt_unit_test import EXISTING
 from classroom.exercises.solutions import SOLUTIONS_DIR, TODO_TAG, exercise_path, solution_path
 from classroom.exercises.workspace import CHECKPOINT_STAGE, EXERCISES_ENV, WINDOW, workspace
 from hdb_elt.extract_load import run_extract_load
@@ -51,6 +53,11 @@ UNSOLVED_MESSAGES = {
     ],
     "05_backfill_in_dagster": ["backfill_months is still None: no run was started", "Hint:"],
     "06_add_an_asset_check": ["new_check is still None", "Hint:"],
+    "07_absorb_a_new_spelling": [
+        "not done yet, 0 right so far",
+        "new_spelling is still None",
+        "Hint:",
+    ],
 }
 
 
@@ -406,6 +413,9 @@ unit_tests:
       - input: ref('flat_models')
       - input: source('audit', 'quarantine')
         rows: []
+      - input: ref('resources')
+      - input: ref('flat_models')
+      - input: ref('flat_model_spellings')
     expect:
       rows:
 {expect}
@@ -634,6 +644,101 @@ def test_the_asset_check_check_says_what_is_wrong(
         assert result.hints
 
 
+# -- exercise 07: the new spelling
+
+
+def respell_and_build(ws):
+    """Exercise 07's step 2: the re-delivered February through extract-load, the gate and a
+    dbt build with no window. Returns the build."""
+    from classroom.exercises.new_spelling import deliver_respelled_february
+
+    deliver_respelled_february(ws)
+    with temporary_environ(ws.env()):
+        run_extract_load(ws.settings)
+        rows = read_deliveries(ws.warehouse_path, *WINDOW)
+        record_results(ws.warehouse_path, validate_load(rows, *WINDOW))
+    run = ws.run_dbt(["build", "--exclude-resource-type", "unit_test"])
+    assert run.ok, run.error_lines()
+    return run
+
+
+@pytest.mark.slow
+def test_the_spelling_check_says_what_is_wrong(scratch: Path) -> None:
+    from classroom.exercises.new_spelling import (
+        FILE,
+        MODEL,
+        MODELS_SEED,
+        REBUILD_FEBRUARY,
+        SEED,
+        SPELLING,
+        add_spelling,
+        check_new_spelling,
+    )
+
+    ws = workspace("07", activate=False)
+    seed, models = ws.dbt_project_dir / SEED, ws.dbt_project_dir / MODELS_SEED
+    right = f"{SPELLING},{MODEL}"
+    early = check_new_spelling(ws, right)
+    assert early.missing == [
+        "the re-delivered 2023-02 is not in raw yet: run the cells of step 2 first."
+    ]
+
+    # What the learner sees first: the build passes, with a warning, and the fact sells a new
+    # model, as many rows as the delivery writes it.
+    delivered = (ws.checkpoint.deliveries_dir / FILE).read_text().count(f",{MODEL},")
+    run = respell_and_build(ws)
+    warned = run.table().query("status == 'warn'")
+    assert list(warned["failures"]) == [delivered], run.table()
+    assert "flat_models" in warned["name"].iloc[0]
+
+    # The right line, but February not rebuilt: the fact still holds the new model.
+    add_spelling(ws, right)
+    result = check_new_spelling(ws, right)
+    assert f"{delivered:,} rows of 2023-02 under {SPELLING!r}" in " ".join(result.missing)
+    assert "then rebuild 2023-02 (step 4)" in str(result)
+
+    # A wrong model: the counts per model say which.
+    seed.write_text(f"spelling,flat_model\n{SPELLING},Improved\n")
+    assert ws.run_dbt(REBUILD_FEBRUARY).ok
+    result = check_new_spelling(ws, f"{SPELLING},Improved")
+    missing = " ".join(result.missing)
+    assert "rows per flat model are not those of the first delivery" in missing
+    assert f"{MODEL!r} in 2023-02: 0 rows, {delivered:,} before" in missing
+    assert "map nothing else" in str(result)
+
+    # A new model instead of a new spelling.
+    seed.write_text("spelling,flat_model\n")
+    models.write_text(models.read_text() + f"{SPELLING}\n")
+    assert ws.run_dbt(REBUILD_FEBRUARY).ok
+    result = check_new_spelling(ws, SPELLING)
+    assert f"yours changed ({SPELLING!r} added)" in " ".join(result.missing)
+    assert f"put it in {SEED}" in str(result)
+
+    # A model that does not exist: the seed's own test fails the build, the check says why.
+    models.write_text((DBT_PROJECT_DIR / MODELS_SEED).read_text())
+    seed.write_text(f"spelling,flat_model\n{SPELLING},New Gen\n")
+    assert not ws.run_dbt(REBUILD_FEBRUARY).ok
+    result = check_new_spelling(ws, f"{SPELLING},New Gen")
+    assert "maps a spelling to a model that is not one of" in " ".join(result.missing)
+
+    # The right line, February rebuilt: done.
+    seed.write_text("spelling,flat_model\n")
+    add_spelling(ws, right)
+    assert ws.run_dbt(REBUILD_FEBRUARY).ok
+    result = check_new_spelling(ws, right)
+    assert result.passed, str(result)
+    assert any("transaction ids of 2023-02 are the first delivery's" in r for r in result.right)
+
+    # Raw edited to the known spelling: no longer as delivered.
+    with connect(ws.warehouse_path) as con:
+        con.execute(
+            "update raw.resale_flat_prices set flat_model = ? where flat_model = ?",
+            [MODEL, SPELLING],
+        )
+    result = check_new_spelling(ws, right)
+    assert f"holds 0 rows written {SPELLING!r}, but {delivered:,} were delivered" in str(result)
+
+
 # -- isolation
 
 
@@ -690,7 +795,9 @@ def run_all_in_one_kernel(path: Path, times: int) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["01_add_a_validation_rule", "04_redeliver_a_month"])
+@pytest.mark.parametrize(
+    "name", ["01_add_a_validation_rule", "04_redeliver_a_month", "07_absorb_a_new_spelling"]
+)
 def test_a_solution_passes_on_every_run_all_in_one_kernel(scratch: Path, name: str) -> None:
     """Each Run All starts the exercise over from the reference state, whatever the run before
     it left in the workspace (it once rebuilt that state from the broken delivery)."""
@@ -699,3 +806,10 @@ def test_a_solution_passes_on_every_run_all_in_one_kernel(scratch: Path, name: s
     for verdict in verdicts:
         assert "checks pass. Well done!" in verdict, verdict
     assert len(set(verdicts)) == 1, verdicts
+
+
+def test_exercise_03_knows_every_unit_test_the_project_has() -> None:
+    # A project test missing from EXISTING would be taken for the learner's own.
+    staging = REPO_ROOT / "dbt_resale_flat" / "models" / "staging" / "_staging__models.yml"
+    names = {test["name"] for test in yaml.safe_load(staging.read_text())["unit_tests"]}
+    assert names == EXISTING

@@ -22,7 +22,7 @@ from hdb_elt import transform
 from hdb_elt.months import Month
 
 MONTHS = ("2023-01", "2023-02", "2023-03")
-SEEDS = ("flat_models", "flat_types", "resources", "town_regions")
+SEEDS = ("flat_model_spellings", "flat_models", "flat_types", "resources", "town_regions")
 FLOW_ORDER = [
     *SEEDS,
     "stg_hdb__resale_flat_prices",

@@ -31,6 +31,7 @@ from classroom.checkpoints import (
     copy_state,
     copy_warehouse,
 )
+from hdb_elt.seeds import SEEDS_DIR_ENV
 from hdb_elt.settings import (
     DATA_DIR,
     DBT_PROJECT_DIR,
@@ -82,6 +83,7 @@ EXERCISES: dict[str, Exercise] = {
         Exercise("04_redeliver_a_month", "Re-deliver a revised month", 30),
         Exercise("05_backfill_in_dagster", "Backfill months in Dagster", 35, dagster=True),
         Exercise("06_add_an_asset_check", "Add an asset check to Dagster", 35, dagster=True),
+        Exercise("07_absorb_a_new_spelling", "Absorb a new spelling", 30, copies_dbt_project=True),
     )
 }
 
@@ -218,6 +220,9 @@ class Workspace(PipelineFolder):
             "HDB_LOOKBACK_MONTHS": str(self.settings.lookback_months),
             **self.tool_env(),
         }
+        if self.exercise.copies_dbt_project:
+            # The gate reads the seeds dbt reads: the workspace's copy (hdb_elt.seeds).
+            values[SEEDS_DIR_ENV] = str(self.dbt_project_dir / "seeds")
         if self.exercise.dagster:
             values["DAGSTER_HOME"] = str(self.dagster_home)
             values["HDB_DAGSTER_RUNS_DIR"] = str(self.runs_dir)

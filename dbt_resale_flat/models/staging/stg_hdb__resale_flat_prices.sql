@@ -25,6 +25,11 @@ flat_models as (
     select * from {{ ref('flat_models') }}
 ),
 
+flat_model_spellings as (
+    -- other spellings of a flat model than today's (beyond case), and the model each means
+    select * from {{ ref('flat_model_spellings') }}
+),
+
 typed as (
     -- Which spellings are normalised (and which are errors the gate quarantines) is decided
     -- once, in hdb_elt/normalisation.py, and the gate checks the values normalised the same
@@ -63,17 +68,24 @@ typed as (
 
 harmonised as (
     -- One spelling per flat model across eras, whatever the case it was delivered in
-    -- (NEW GENERATION in the 1990s, New Generation since): the seed's. hdb_elt/normalisation.py
-    -- reads the same seed, so the gate agrees. A model the seed lacks keeps its spelling (and
-    -- the fact's relationships test warns). The resource is the one publishing the month.
+    -- (NEW GENERATION in the 1990s, New Generation since): the seed's. Another spelling of a
+    -- model (seed flat_model_spellings) is that model. hdb_elt/normalisation.py reads the same
+    -- seeds, so the gate agrees. A model the seeds lack keeps its spelling (and the fact's
+    -- relationships test warns). The resource is the one publishing the month.
     select
         typed.* exclude (flat_model),
-        coalesce(flat_models.flat_model, typed.flat_model) as flat_model,
+        coalesce(
+            flat_models.flat_model, flat_model_spellings.flat_model, typed.flat_model
+        ) as flat_model,
         resources.dataset_id,
         resources.date_basis
     from typed
+    left join flat_model_spellings
+        on upper(typed.flat_model)
+        = upper(regexp_replace(trim(flat_model_spellings.spelling), ' +', ' ', 'g'))
     left join flat_models
-        on upper(typed.flat_model) = upper(flat_models.flat_model)
+        on upper(coalesce(flat_model_spellings.flat_model, typed.flat_model))
+        = upper(flat_models.flat_model)
     left join resources
         on strftime(typed.month, '%Y-%m') between resources.first_month
         and coalesce(nullif(resources.last_month, ''), '9999-12')
