@@ -39,6 +39,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from tap_hdb_resale.months import parse_month
+from tap_hdb_resale.resources import CURRENT, resource_of
 
 DEFAULT_API_URL = "https://data.gov.sg/api/action/datastore_search"
 # data.gov.sg's download API: one request for a whole dataset, as a short-lived CSV link.
@@ -46,7 +47,9 @@ DEFAULT_DOWNLOAD_API_URL = "https://api-open.data.gov.sg/v1/public/api/datasets"
 DOWNLOAD_CALLS_PER_MINUTE = 5
 DOWNLOAD_POLL_SECONDS = 3.0
 DOWNLOAD_POLL_LIMIT = 40
-DEFAULT_RESOURCE_ID = "d_8b84c4ee58e3cfc0ece0d773c8ca6abc"
+# The resource still published month by month; older months are read from their own
+# resource's dataset id (tap_hdb_resale.resources).
+DEFAULT_RESOURCE_ID = CURRENT.dataset_id
 DEFAULT_PAGE_SIZE = 10_000
 DEFAULT_MAX_RETRIES = 8
 DEFAULT_BACKOFF_BASE_SECONDS = 1.0
@@ -167,7 +170,12 @@ def _retry_after(response: requests.Response) -> float | None:
 
 
 class DataGovSgClient:
-    """Reads one month of the HDB resale dataset at a time, page by page, with retries."""
+    """Reads one month of the HDB resale dataset at a time, page by page, with retries.
+
+    Each month is read from the resource that publishes it (``resource_of``): 1995-03 from the
+    1990-1999 dataset, 2023-07 from the newest. ``resource_id`` overrides the newest one's id
+    only (should data.gov.sg republish it under another id); older ids are fixed.
+    """
 
     def __init__(
         self,
@@ -218,9 +226,14 @@ class DataGovSgClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def dataset_id_of(self, month: str) -> str:
+        """The dataset id ``month`` is read from: its resource's (the override for the newest)."""
+        resource = resource_of(parse_month(month))
+        return self.resource_id if resource == CURRENT else resource.dataset_id
+
     def _params(self, month: str) -> dict[str, str]:
         filters = json.dumps({"month": parse_month(month)}, separators=(",", ":"))
-        return {"resource_id": self.resource_id, "filters": filters}
+        return {"resource_id": self.dataset_id_of(month), "filters": filters}
 
     def month_url(self, month: str) -> str:
         """The URL that selects ``month`` (without paging, without the key): the ``_source``."""
