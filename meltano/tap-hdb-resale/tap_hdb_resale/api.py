@@ -382,6 +382,15 @@ def retrying_session(retries: int = DEFAULT_MAX_RETRIES) -> requests.Session:
     return session
 
 
+def download_pacer(
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Pacer:
+    """The download API's quota (calls per minute), to share between the exports of a run."""
+    return Pacer(DOWNLOAD_CALLS_PER_MINUTE, 60.0, clock=clock, sleep=sleep)
+
+
 def download_dataset(
     dest: Path,
     *,
@@ -392,14 +401,17 @@ def download_dataset(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     poll_seconds: float | None = None,
+    pacer: Pacer | None = None,
 ) -> Path:
     """Download a whole dataset with data.gov.sg's download API into ``dest``: initiate the
     export, poll until it names a CSV link, then stream that file. One export instead of one
-    ``datastore_search`` page per month; network failures fail fast as :class:`NetworkError`."""
+    ``datastore_search`` page per month; network failures fail fast as :class:`NetworkError`.
+    Several exports in a row share one ``pacer`` (:func:`download_pacer`), so together they
+    keep to the quota."""
     session = session or retrying_session()
     poll_seconds = DOWNLOAD_POLL_SECONDS if poll_seconds is None else poll_seconds
     headers = {"x-api-key": api_key} if api_key else {}
-    pacer = Pacer(DOWNLOAD_CALLS_PER_MINUTE, 60.0, clock=clock, sleep=sleep)
+    pacer = pacer or download_pacer(clock=clock, sleep=sleep)
     base = f"{download_api_url.rstrip('/')}/{dataset_id}"
     timeout = (DEFAULT_CONNECT_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS)
 
