@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tap_hdb_resale.resources import resource_of
+
 from hdb_elt.months import Month
 from hdb_elt.warehouse import SOURCE_COLUMNS
 
@@ -188,10 +190,16 @@ def synthesize(
     for stale in out_dir.glob(f"{FILE_PREFIX}*.csv"):
         stale.unlink()
     for month, size in zip(months, month_sizes(rows, len(months)), strict=True):
+        # In the columns of the month's resource, as the tap requires: no remaining_lease
+        # before 2015.
+        columns = resource_of(str(month)).columns
+        keep = [_COLUMN[column] for column in columns]
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(SOURCE_COLUMNS)
-        writer.writerows(month_rows(reference[month.month], month, size, seed))
+        writer.writerow(columns)
+        writer.writerows(
+            [row[i] for i in keep] for row in month_rows(reference[month.month], month, size, seed)
+        )
         path = out_dir / f"{FILE_PREFIX}{month}.csv"
         path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
         result.files.append(path)

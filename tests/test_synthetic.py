@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from tap_hdb_resale.deliveries import collect_months
+from tap_hdb_resale.resources import resource_of
 
 from classroom.cli import main as cli
 from hdb_elt.months import Month
@@ -71,9 +72,12 @@ def test_one_file_per_month_named_and_shaped_like_the_deliveries(
     real_header = (shared_monthly / "resale-flat-prices-2023-01.csv").read_text().splitlines()[0]
     for path in synthetic.glob("*.csv"):
         text = path.read_text(encoding="utf-8")
-        assert text.splitlines()[0] == real_header
-        assert "\r" not in text and text.endswith("\n")
         month = path.stem.removeprefix(FILE_PREFIX)
+        # The columns of the month's resource: today's from 2015, without remaining_lease before.
+        header = ",".join(resource_of(month).columns)
+        assert text.splitlines()[0] == header
+        assert (header == real_header) == (month >= "2015-01")
+        assert "\r" not in text and text.endswith("\n")
         rows = list(csv.DictReader(text.splitlines()))
         assert {row["month"] for row in rows} == {month}
 
@@ -109,7 +113,7 @@ def test_prices_are_perturbed_but_plausible(tmp_path: Path):
     # The flat is 43 years old in 2023: in 1995 it is 43 * 35 / 63 = 24 years old.
     first = rows[rows["month"] == "1995-01"].iloc[0]
     assert first["lease_commence_date"] == "1971"
-    assert first["remaining_lease"] == "74 years 06 months"
+    assert "remaining_lease" not in rows  # the resources of 1995-2000 have none
 
 
 def test_leases_fit_their_new_year(synthetic: Path):
@@ -117,10 +121,12 @@ def test_leases_fit_their_new_year(synthetic: Path):
     year = rows["month"].str.slice(0, 4).astype(int)
     lease = rows["lease_commence_date"].astype(int)
     assert lease.between(1960, 2025).all() and (lease <= year).all()
-    remaining = rows["remaining_lease"].map(parse_remaining_lease)
+    has_lease = rows["remaining_lease"].notna()  # from 2015, as the resources have it
+    assert (has_lease == (rows["month"] >= "2015-01")).all()
+    remaining = rows["remaining_lease"][has_lease].map(parse_remaining_lease)
     assert remaining.between(0, 99 * 12).all()
     # About 99 years minus the flat's age (the reference's months-into-the-lease kept).
-    age_months = (year - lease) * 12
+    age_months = ((year - lease) * 12)[has_lease]
     assert ((99 * 12 - age_months) - remaining).abs().max() <= 24
 
 
