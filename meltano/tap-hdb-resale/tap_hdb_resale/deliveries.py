@@ -25,7 +25,7 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +89,11 @@ class MonthDelivery:
         rows = [
             row for row in read_delivery(self.path, log, check=False) if row.month == self.month
         ]
+        self.check_unchanged(rows)
+        return rows
+
+    def check_unchanged(self, rows: Sequence[Row]) -> None:
+        """Refuse ``rows`` (read again) unless they are exactly the rows checked."""
         if len(rows) != self.row_count or fingerprint(rows) != self.fingerprint:
             raise DeliveryError(
                 self.path.name,
@@ -98,7 +103,26 @@ class MonthDelivery:
                 rule="a delivery does not change during a run",
                 todo="Wait until the file is completely written, then run again.",
             )
-        return rows
+
+
+def read_again(
+    deliveries: Sequence[MonthDelivery], log: logging.Logger = logger
+) -> Iterator[tuple[MonthDelivery, list[Row]]]:
+    """Each delivery's rows, read again and checked unchanged (:meth:`MonthDelivery.read_rows`),
+    reading each file once however many of its months are asked for: a file as published holds
+    up to 146 months, and reading it once per month would read it 146 times."""
+    by_path: dict[Path, list[MonthDelivery]] = {}
+    for delivery in deliveries:
+        by_path.setdefault(delivery.path, []).append(delivery)
+    for path, months in by_path.items():
+        wanted: dict[str, list[Row]] = {delivery.month: [] for delivery in months}
+        for row in read_delivery(path, log, check=False):
+            if row.month in wanted:
+                wanted[row.month].append(row)
+        for delivery in months:
+            rows = wanted.pop(delivery.month)
+            delivery.check_unchanged(rows)
+            yield delivery, rows
 
 
 def month_in_name(name: str) -> str | None:

@@ -14,7 +14,7 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_hdb_resale.api import ApiError, DataGovSgClient
-from tap_hdb_resale.deliveries import COLUMNS, collect_months, value_problem
+from tap_hdb_resale.deliveries import COLUMNS, collect_months, read_again, value_problem
 from tap_hdb_resale.months import describe_months, month_range
 from tap_hdb_resale.resources import resource_of
 from tap_hdb_resale.state import (
@@ -186,11 +186,10 @@ class ResaleFlatPricesStream(Stream):
         self._warn_small_months(
             {m: deliveries[m].row_count for m in plan.extract}, plan.extract, known, str(folder)
         )
-        for month in plan.extract:
-            delivery = deliveries[month]
+        for delivery, rows in read_again([deliveries[m] for m in plan.extract], self.logger):
             source = str(delivery.path)
-            dataset_id = resource_of(month).dataset_id
-            for row in delivery.read_rows(self.logger):
+            dataset_id = resource_of(delivery.month).dataset_id
+            for row in rows:
                 yield {
                     **row.as_record(),
                     "_source": source,
