@@ -176,3 +176,20 @@ def test_the_resource_id_setting_overrides_the_newest_resource_only() -> None:
     assert client.dataset_id_of("2023-07") == "d_republished"
     assert client.dataset_id_of("1995-03") == RESOURCES[0].dataset_id
     assert DataGovSgClient().dataset_id_of("2023-07") == CURRENT.dataset_id
+
+
+def test_a_multi_month_file_is_read_once_to_emit_all_its_months(tmp_path: Path, monkeypatch):
+    import tap_hdb_resale.deliveries as deliveries
+
+    shutil.copy(HISTORY / RESOURCES[1].file_name, tmp_path)
+    found = collect_months(tmp_path, [f"2001-{m:02d}" for m in range(1, 13)])
+    reads: list[str] = []
+    real = deliveries.read_delivery
+    monkeypatch.setattr(
+        deliveries,
+        "read_delivery",
+        lambda path, *a, **k: reads.append(path.name) or real(path, *a, **k),
+    )
+    emitted = list(deliveries.read_again(list(found.values())))
+    assert reads == [RESOURCES[1].file_name]
+    assert [(d.month, len(rows)) for d, rows in emitted] == [(m, 2) for m in found]
