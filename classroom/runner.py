@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, RunsFilter, execute_job, reconstructable
 
-from dagster_orchestration.constants import records_dir
+from dagster_orchestration.constants import FIRST_MONTH, records_dir
 from dagster_orchestration.definitions import pipeline_job
 from dagster_orchestration.home import prepare_home
 from dagster_orchestration.partitions import (
@@ -107,8 +107,9 @@ def windows(settings: Settings, per_month: bool) -> list[tuple[str, str]]:
     outside = [m for m in months if not is_partition(m)]
     if outside:
         raise SettingsError(
-            f"{', '.join(outside)}: not a monthly partition (the dataset starts in 2017-01 and "
-            "the last partition is the current month). Set HDB_START_MONTH/HDB_END_MONTH inside."
+            f"{', '.join(outside)}: not a monthly partition (the dataset starts in "
+            f"{FIRST_MONTH} and the last partition is the current month). Set "
+            "HDB_START_MONTH/HDB_END_MONTH inside."
         )
     return [(m, m) for m in months] if per_month else [(months[0], months[-1])]
 

@@ -17,7 +17,7 @@ JOB_NAME = "monthly_pipeline"
 STAGE_TAG = "hdb_elt/stage"  # op tag naming a stage asset's notebook, e.g. "02_validate"
 
 # Monthly partitions, in Singapore time (registration months are Singapore months).
-FIRST_MONTH = FIRST_DATASET_MONTH  # the dataset starts in January 2017
+FIRST_MONTH = FIRST_DATASET_MONTH  # the dataset starts in January 1990
 TIMEZONE = "Asia/Singapore"
 
 # The instance settings (one run at a time: runs write the warehouse), and where they go.

@@ -403,7 +403,7 @@ def raw_sample(warehouse_path: Path, load_id: str, rows: int = 5) -> pd.DataFram
     with connect(warehouse_path, read_only=True) as con:
         frame = con.execute(
             f"""select _source as source, _source_row as line, * exclude (_source, _source_row,
-                    _load_id, _loaded_at)
+                    _load_id, _loaded_at, _dataset_id)
                 from {RAW_TABLE} where _load_id = ?
                 order by month, _source, _source_row limit ?""",
             [load_id, rows],

@@ -6,8 +6,12 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from tap_hdb_resale.resources import FIRST_MONTH
+
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
-FIRST_DATASET_MONTH = "2017-01"
+# The first month data.gov.sg publishes resale prices for (the oldest of its five resources,
+# tap_hdb_resale.resources): settings, partitions and `make data` start here.
+FIRST_DATASET_MONTH = FIRST_MONTH
 
 
 class MonthError(ValueError):

@@ -7,8 +7,9 @@ The same variable names are used by the package, Meltano, dbt, Dagster and the n
 - ``HDB_RESALE_SOURCE``: ``files`` (the default, the folder above) or ``api`` (read the
   data.gov.sg API instead; the only way the network is used by a run).
 - ``HDB_WAREHOUSE_PATH``: the DuckDB file (default ``data/warehouse/hdb_resale.duckdb``).
-- ``HDB_START_MONTH`` / ``HDB_END_MONTH``: the window a run processes (``YYYY-MM``),
-  default 2023-01 to 2023-12 so classroom numbers are reproducible.
+- ``HDB_START_MONTH`` / ``HDB_END_MONTH``: the window a run processes (``YYYY-MM``, from
+  1990-01, the dataset's first month), default 2023-01 to 2023-12 so classroom numbers are
+  reproducible.
 - ``HDB_LOOKBACK_MONTHS``: API mode, months before the newest loaded one that are
   re-extracted on every run, because recent months keep filling up and get revised (default
   1). Files mode re-extracts a month only when its file's content changed.
@@ -27,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import dotenv_values
+from tap_hdb_resale.resources import CURRENT
 
-from hdb_elt.months import Month, MonthError
+from hdb_elt.months import FIRST_DATASET_MONTH, Month, MonthError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data"
@@ -43,7 +45,9 @@ DEFAULT_START_MONTH = "2023-01"
 DEFAULT_END_MONTH = "2023-12"
 DEFAULT_LOOKBACK_MONTHS = 1
 
-DATASET_ID = "d_8b84c4ee58e3cfc0ece0d773c8ca6abc"
+# The resource data.gov.sg still publishes month by month (older months have their own
+# resources: tap_hdb_resale.resources).
+DATASET_ID = CURRENT.dataset_id
 DATA_GOV_SG_API_URL = "https://data.gov.sg/api/action/datastore_search"
 DATA_GOV_SG_DOWNLOAD_API_URL = "https://api-open.data.gov.sg/v1/public/api/datasets"
 
@@ -243,6 +247,11 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
 
     start = month("HDB_START_MONTH", DEFAULT_START_MONTH)
     end = month("HDB_END_MONTH", DEFAULT_END_MONTH)
+    if start < Month.parse(FIRST_DATASET_MONTH):
+        raise SettingsError(
+            f"HDB_START_MONTH={start}: data.gov.sg publishes resale prices from "
+            f"{FIRST_DATASET_MONTH}; start the window there or later."
+        )
     if end < start:
         raise SettingsError(
             f"HDB_END_MONTH={end} is before HDB_START_MONTH={start}: "

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 from tap_hdb_resale.deliveries import COLUMNS, Row, fingerprint
+from tap_hdb_resale.resources import FIRST_MONTH, RESOURCES
 from target_hdb_duckdb.loader import load_tables_ddl
 
 from hdb_elt.settings import display_path, not_a_warehouse
@@ -31,6 +32,19 @@ LATEST_DELIVERIES = "raw.latest_deliveries"
 REJECTED_DELIVERIES = "audit.rejected_deliveries"
 EXTRACT_LOADS = "audit.extract_loads"
 
+
+def dataset_id_sql(month: str = "month") -> str:
+    """SQL giving the data.gov.sg dataset id of the resource that publishes ``month`` (a
+    ``YYYY-MM`` text column), from tap_hdb_resale.resources; null for a month none publishes."""
+    cases = " ".join(
+        f"when {month} >= '{r.first_month}'"
+        + (f" and {month} <= '{r.last_month}'" if r.last_month else "")
+        + f" then '{r.dataset_id}'"
+        for r in RESOURCES
+    )
+    return f"case when not regexp_full_match({month}, '\\d{{4}}-\\d{{2}}') then null {cases} end"
+
+
 _DDL = [
     "create schema if not exists raw",
     "create schema if not exists audit",
@@ -39,8 +53,16 @@ _DDL = [
         _source varchar,
         _source_row bigint,
         _load_id varchar,
-        _loaded_at timestamp
+        _loaded_at timestamp,
+        _dataset_id varchar
     )""",
+    # The resource (data.gov.sg dataset id) each row came from. A warehouse made before the
+    # column existed gets it here, its rows filled from their month: they are the rows of
+    # months the tap then read, and a month's resource is fixed (tap_hdb_resale.resources).
+    # The loader writes the column for every row since, so the update finds nothing after.
+    f"alter table {RAW_TABLE} add column if not exists _dataset_id varchar",
+    f"update {RAW_TABLE} set _dataset_id = {dataset_id_sql()} "
+    f"where _dataset_id is null and month >= '{FIRST_MONTH}'",
     # raw._loads (one row a load) and raw._load_months (each month a load delivered, with the
     # tap's fingerprint of its rows: the warehouse's own record of what is loaded), exactly as
     # the loader, meltano/target-hdb-duckdb, creates them.

@@ -24,6 +24,7 @@ from hdb_elt.warehouse import (
     RAW_TABLE,
     SOURCE_COLUMNS,
     connect,
+    dataset_id_sql,
     ensure_warehouse,
 )
 
@@ -48,7 +49,6 @@ def load_deliveries(
     files = [Path(f).resolve() for f in files]
     ensure_warehouse(warehouse)
     load_id = str(uuid.uuid4())
-    columns = ", ".join(SOURCE_COLUMNS)
     with connect(warehouse) as con:
         con.execute("begin")
         started_at = datetime.now(UTC).replace(tzinfo=None)
@@ -57,13 +57,18 @@ def load_deliveries(
         if previous is not None and loaded_at <= previous:
             loaded_at = previous + timedelta(seconds=1)
         for path in files:
+            # A column the file's resource lacks (remaining_lease before 2015) is null, as the
+            # loader writes it; the dataset id follows from the month, as the tap's does.
+            with path.open(encoding="utf-8-sig", newline="") as handle:
+                header = next(csv.reader(handle))
+            columns = ", ".join(c if c in header else f"null as {c}" for c in SOURCE_COLUMNS)
             # row_number over the scan keeps file order (DuckDB preserves insertion order);
             # + 1 because the header is line 1.
             con.execute(
                 f"""
-                insert into {RAW_TABLE}
+                insert into {RAW_TABLE} by name
                 select {columns}, ? as _source, row_number() over () + 1 as _source_row,
-                    ? as _load_id, ? as _loaded_at
+                    ? as _load_id, ? as _loaded_at, {dataset_id_sql()} as _dataset_id
                 from read_csv(?, all_varchar = true, header = true)
                 """,
                 [str(path), load_id, loaded_at, str(path)],

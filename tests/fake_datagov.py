@@ -1,9 +1,12 @@
 """A stand-in for data.gov.sg on loopback, for tests that must not leave this machine.
 
-It serves ``datastore_search`` (records per month with limit/offset paging, as the real API)
-and the download API (``initiate-download``, then ``poll-download``, which answers "in
-progress" once before it names a CSV link). The CSV is served as data.gov.sg serves it: a
-byte order mark, CRLF line ends, and no line break after the last row."""
+It serves each of the five resources (tap_hdb_resale.resources) under its own dataset id and
+in its own format: ``datastore_search`` (records per month with limit/offset paging, as the
+real API, only from the resource that publishes the month) and the download API
+(``initiate-download``, then ``poll-download``, which answers "in progress" once before it
+names a CSV link to that resource's export). A resource's records have its columns only (no
+``remaining_lease`` before 2015). The CSV is served as data.gov.sg serves it: a byte order
+mark, CRLF line ends, and no line break after the last row."""
 
 from __future__ import annotations
 
@@ -16,19 +19,32 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from tap_hdb_resale.resources import by_dataset_id, resource_of
+
 
 @contextmanager
 def fake_datagov(
     records_by_month: dict[str, list[dict]], too_many_first: int = 0
 ) -> Iterator[dict]:
-    """Serve ``records_by_month``; yields a dict with ``url`` and the ``requests`` seen."""
+    """Serve ``records_by_month`` (each month from its resource); yields a dict with ``url``,
+    ``download_url`` and the ``requests`` seen."""
     seen: list[dict] = []
     polls: list[int] = []
 
-    def export() -> bytes:
-        rows = [r for month in sorted(records_by_month) for r in records_by_month[month]]
-        columns = list(rows[0]) if rows else ["month"]
+    def published(month: str, dataset_id: str) -> list[dict]:
+        """The month's records as ``dataset_id`` publishes them: none if it is another's."""
+        resource = resource_of(month)
+        if resource.dataset_id != dataset_id:
+            return []
+        return [
+            {k: v for k, v in record.items() if k in resource.columns}
+            for record in records_by_month[month]
+        ]
+
+    def export(dataset_id: str) -> bytes:
+        rows = [r for month in sorted(records_by_month) for r in published(month, dataset_id)]
         buffer = io.StringIO(newline="")
+        columns = by_dataset_id(dataset_id).columns
         writer = csv.DictWriter(buffer, columns, lineterminator="\r\n")
         writer.writeheader()
         writer.writerows(rows)
@@ -60,16 +76,20 @@ def fake_datagov(
                 return self.answer(json.dumps({"code": 0, "data": message}).encode())
             if path.endswith("/poll-download"):
                 polls.append(1)
+                dataset_id = path.rsplit("/", 2)[-2]
+                link = f"{base}/files/{dataset_id}.csv"
                 data = (
                     {"status": "DOWNLOAD_IN_PROGRESS"}
                     if len(polls) == 1
-                    else {"status": "DOWNLOAD_SUCCESS", "url": f"{base}/files/export.csv"}
+                    else {"status": "DOWNLOAD_SUCCESS", "url": link}
                 )
                 return self.answer(json.dumps({"code": 0, "data": data}).encode())
-            if path.endswith("/files/export.csv"):
-                return self.answer(export(), "text/csv")
+            if path.startswith("/files/"):
+                return self.answer(export(path.rsplit("/", 1)[-1].removesuffix(".csv")), "text/csv")
             month = json.loads(query.get("filters", "{}")).get("month")
-            records = records_by_month.get(month, [])
+            records = (
+                published(month, query.get("resource_id", "")) if month in records_by_month else []
+            )
             offset, limit = int(query.get("offset", 0)), int(query.get("limit", 100))
             page = [
                 {"_id": offset + i + 1, **r} for i, r in enumerate(records[offset : offset + limit])

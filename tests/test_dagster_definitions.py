@@ -41,6 +41,7 @@ from dagster_orchestration.schedules import monthly_refresh, scheduled_months
 from dagster_orchestration.sensors import new_deliveries
 from dagster_orchestration.stages.test import NoTestResults, window_test_results
 from dagster_orchestration.stages.validate import blocking_rules
+from hdb_elt.months import Month
 from hdb_elt.settings import REPO_ROOT, SettingsError, stage_settings
 from hdb_elt.stage_notebooks import STAGES, stage_path
 from hdb_elt.transform import new_run_target
@@ -111,9 +112,13 @@ def test_the_checks_block_what_comes_after_them() -> None:
 def test_monthly_partitions_run_from_the_datasets_first_month_to_this_one() -> None:
     keys = monthly_partitions.get_partition_keys()
     this_month = datetime.now(SGT).strftime("%Y-%m")
-    assert keys[0] == "2017-01" and keys[-1] == this_month
+    assert keys[0] == "1990-01" and keys[-1] == this_month
     assert "2023-07" in keys and len(keys) == len(set(keys))
-    assert is_partition("2017-01") and not is_partition("2016-12")
+    # Every month of 35 years is a key: a backfill of any range finds its partitions.
+    assert keys[: (2023 - 1990 + 1) * 12] == [
+        f"{year}-{month:02d}" for year in range(1990, 2024) for month in range(1, 13)
+    ]
+    assert is_partition("1990-01") and not is_partition("1989-12")
     assert is_partition("2024-02", today=date(2024, 2, 1))
     assert not is_partition("2024-03", today=date(2024, 2, 29))
     assert not is_partition("2023-13")
@@ -127,9 +132,13 @@ def test_a_run_gets_its_months_from_its_partition_tags() -> None:
 
 
 def test_make_run_refuses_months_that_are_not_partitions() -> None:
-    settings = stage_settings("2016-11", "2017-02", "/tmp/w.duckdb", None)
-    with pytest.raises(SettingsError, match="2016-11, 2016-12: not a monthly partition"):
+    this_month = datetime.now(SGT).date().replace(day=1)
+    later = [Month.of(this_month).shift(n) for n in (1, 2)]
+    settings = stage_settings(str(later[0]), str(later[1]), "/tmp/w.duckdb", None)
+    with pytest.raises(SettingsError, match=f"{later[0]}, {later[1]}: not a monthly partition"):
         windows(settings, per_month=False)
+    settings = stage_settings("1990-01", "1995-03", "/tmp/w.duckdb", None)
+    assert windows(settings, per_month=False) == [("1990-01", "1995-03")]
     settings = stage_settings("2023-01", "2023-03", "/tmp/w.duckdb", None)
     assert windows(settings, per_month=False) == [("2023-01", "2023-03")]
     assert windows(settings, per_month=True)[1] == ("2023-02", "2023-02")
@@ -309,7 +318,7 @@ def test_the_sensor_starts_a_run_for_each_month_a_file_holds_and_skips_non_parti
         ("2023-05", "1"),
         ("2023-06", "2"),
         ("2023-06", "3"),
-        ("2016-12", "4"),
+        ("1989-12", "4"),
         ("2023-13", "5"),
     ]
     write_delivery(tmp_path, "several.csv", rows)

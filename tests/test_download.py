@@ -13,10 +13,14 @@ from pathlib import Path
 import pytest
 import tap_hdb_resale.api
 from fake_datagov import fake_datagov
+from tap_hdb_resale.deliveries import collect_months
+from tap_hdb_resale.resources import CURRENT, RESOURCES
 
 from hdb_elt.download import download_months, reference_counts
 from hdb_elt.settings import load_settings
 from hdb_elt.warehouse import SOURCE_COLUMNS
+
+HISTORY = Path(__file__).resolve().parent / "fixtures" / "history"
 
 
 def record(month: str, i: int) -> dict:
@@ -32,6 +36,8 @@ def record(month: str, i: int) -> dict:
 @pytest.fixture(autouse=True)
 def quick_polls(monkeypatch) -> None:
     monkeypatch.setattr(tap_hdb_resale.api, "DOWNLOAD_POLL_SECONDS", 0.01)
+    # The fake has no quota: five exports need not wait a minute for it.
+    monkeypatch.setattr(tap_hdb_resale.api, "DOWNLOAD_CALLS_PER_MINUTE", 1000)
 
 
 def settings_for(api: dict, start: str, end: str, **more: str):
@@ -60,11 +66,15 @@ def test_download_writes_deliveries_manifest_and_reference_warning(tmp_path: Pat
     assert not (tmp_path / "resale-flat-prices-2022-12.csv").exists()  # not in the window
     # One export: initiate, poll until the link is named, then the CSV; never a page a month.
     paths = [r["path"].rsplit("/", 1)[-1] for r in api["requests"]]
-    assert paths == ["initiate-download", "poll-download", "poll-download", "export.csv"]
+    assert paths == [
+        "initiate-download", "poll-download", "poll-download", f"{CURRENT.dataset_id}.csv"
+    ]  # fmt: skip
     assert not list(tmp_path.glob("*.partial"))
 
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["months"]["2023-01"]["rows"] == 5
+    assert manifest["months"]["2023-01"]["dataset_id"] == CURRENT.dataset_id
+    assert list(manifest["resources"]) == [CURRENT.dataset_id]
     assert (
         manifest["months"]["2023-01"]["sha256"] == hashlib.sha256(january.read_bytes()).hexdigest()
     )
@@ -137,3 +147,41 @@ def test_a_rate_limit_is_waited_out_as_the_server_asks(tmp_path: Path) -> None:
     paths = [r["path"].rsplit("/", 1)[-1] for r in api["requests"]]
     assert paths[:3] == ["initiate-download"] * 3  # two 429s, then the answer
     assert (tmp_path / "resale-flat-prices-2023-01.csv").exists()
+
+
+def test_the_whole_history_comes_from_five_exports_each_in_its_own_format(
+    tmp_path: Path, capsys
+) -> None:
+    """HDB_START_MONTH=1990-01 make data: one export of each resource, split into monthly
+    files that keep the resource's header and values as delivered (``147000.0`` stays), with
+    a manifest entry naming each file's dataset; the tap then reads every row of them."""
+    served: dict[str, list[dict]] = {}
+    for resource in RESOURCES:
+        with (HISTORY / resource.file_name).open(encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle):
+                served.setdefault(row["month"], []).append(row)
+    served["2023-01"] = [record("2023-01", i) for i in range(3)]
+    with fake_datagov(served) as api:
+        results = download_months(settings_for(api, "1990-01", "2023-12"), tmp_path)
+
+    initiated = [r["path"].split("/")[-2] for r in api["requests"] if "initiate" in r["path"]]
+    assert initiated == [r.dataset_id for r in RESOURCES]
+    written = {item.month: item for item in results if item.rows}
+    assert {m: item.rows for m, item in written.items()} == {m: len(r) for m, r in served.items()}
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert sorted(manifest["resources"]) == sorted(r.dataset_id for r in RESOURCES)
+    for resource in RESOURCES:
+        month = resource.first_month
+        with (tmp_path / f"resale-flat-prices-{month}.csv").open(encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+        assert tuple(rows[0]) == resource.columns
+        assert rows[1:] == [[r[c] for c in resource.columns] for r in served[month]]
+        assert manifest["months"][month]["dataset_id"] == resource.dataset_id
+    with (tmp_path / "resale-flat-prices-2005-06.csv").open(encoding="utf-8") as handle:
+        assert next(csv.DictReader(handle))["resale_price"].endswith(".0")
+    window = sorted(written)
+    delivered = collect_months(tmp_path, window)
+    assert {m: d.row_count for m, d in delivered.items()} == {m: len(served[m]) for m in window}
+    assert "Downloading Resale flat prices based on approval date, 1990 - 1999" in (
+        capsys.readouterr().out
+    )

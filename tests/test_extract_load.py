@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from tap_hdb_resale.resources import RESOURCES, WITHOUT_REMAINING_LEASE
 
 from hdb_elt.extract_load import (
     ExtractLoadError,
@@ -21,6 +22,7 @@ from hdb_elt.warehouse import SOURCE_COLUMNS
 pytestmark = pytest.mark.slow
 
 HEADER = list(SOURCE_COLUMNS)
+HISTORY = Path(__file__).resolve().parent / "fixtures" / "history"
 
 
 def settings_for(data_dir: Path, warehouse: Path, start: str, end: str, lookback: int = 1):
@@ -64,9 +66,16 @@ def raw_rows(warehouse: Path) -> list[tuple]:
 def file_row_counts(folder: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for path in sorted(folder.glob("*.csv")):
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            for row in csv.DictReader(handle):
-                counts[row["month"]] = counts.get(row["month"], 0) + 1
+        for month, rows in file_row_counts_of(path).items():
+            counts[month] = counts.get(month, 0) + rows
+    return counts
+
+
+def file_row_counts_of(path: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        for row in csv.DictReader(handle):
+            counts[row["month"]] = counts.get(row["month"], 0) + 1
     return counts
 
 
@@ -92,6 +101,38 @@ def test_twelve_shared_months_load_every_row(shared_monthly: Path, tmp_path: Pat
     second = run_extract_load(settings)
     assert second.load_id is None
     assert latest_delivery_counts(settings.warehouse_path) == expected
+
+
+def test_the_five_resources_load_every_row_with_their_dataset_id(tmp_path: Path) -> None:
+    """The fixtures of the five formats, as published (multi-month files), through real
+    Meltano: every row lands once, with its resource's dataset id and, where the resource has
+    none, a null remaining lease; a file of the wrong format for its months loads nothing."""
+    deliveries = tmp_path / "in"
+    shutil.copytree(HISTORY, deliveries, ignore=shutil.ignore_patterns("*.py"))
+    settings = settings_for(deliveries, tmp_path / "w.duckdb", "1990-01", "2022-12")
+    expected = {r.dataset_id: sum(file_row_counts_of(deliveries / r.file_name).values())
+                for r in RESOURCES}  # fmt: skip
+    assert run_extract_load(settings).rows == sum(expected.values()) == 792
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        found = con.execute(
+            "select _dataset_id, count(*), count(remaining_lease) from raw.latest_deliveries "
+            "group by all"
+        ).fetchall()
+    assert {d: (n, lease) for d, n, lease in found} == {
+        r.dataset_id: (expected[r.dataset_id], expected[r.dataset_id] * r.has_remaining_lease)
+        for r in RESOURCES
+    }
+    assert run_extract_load(settings).load_id is None  # unchanged files: nothing again
+
+    # A monthly file of 2023 in the ten columns of the old resources is not 2023's export.
+    wrong = deliveries / "resale-flat-prices-2023-01.csv"
+    with wrong.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([WITHOUT_REMAINING_LEASE, [*sale("2023-01", 1)[:9], "1"]])
+    later = settings_for(deliveries, settings.warehouse_path, "2023-01", "2023-01")
+    with pytest.raises(ExtractLoadError, match=r"resale-flat-prices-2023-01.csv, line 2, column "
+                       r"remaining_lease: a row of 2023-01, but the file lacks"):  # fmt: skip
+        run_extract_load(later)
+    assert latest_delivery_counts(settings.warehouse_path) == file_row_counts(HISTORY)
 
 
 def test_a_new_warehouse_file_loads_the_whole_window_again(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ def test_the_assets_are_the_stage_notebooks_in_order() -> None:
     assert assets["asset"].tolist() == [stage.split("_", 1)[1] for stage in STAGES]
     assert assets["runs the notebook"].tolist() == [f"{stage}.ipynb" for stage in STAGES]
     assert assets["after"].tolist() == ["(first)", *assets["asset"].tolist()[:-1]]
-    assert set(assets["partitions"]) == {"monthly from 2017-01"}
+    assert set(assets["partitions"]) == {"monthly from 1990-01"}
 
 
 def test_every_check_but_the_row_level_one_blocks() -> None:

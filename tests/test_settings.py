@@ -47,6 +47,14 @@ def test_window_must_run_forward() -> None:
         settings(HDB_START_MONTH="2023-05", HDB_END_MONTH="2023-04")
 
 
+def test_windows_start_at_the_datasets_first_month_1990_01() -> None:
+    whole = settings(HDB_START_MONTH="1990-01", HDB_END_MONTH="2023-12")
+    assert str(whole.months[0]) == "1990-01" and len(whole.months) == 34 * 12
+    with pytest.raises(SettingsError, match=r"HDB_START_MONTH=1989-12: data.gov.sg publishes "
+                       r"resale prices from 1990-01"):  # fmt: skip
+        settings(HDB_START_MONTH="1989-12")
+
+
 def test_relative_paths_resolve_against_the_repository(tmp_path: Path) -> None:
     s = settings(HDB_WAREHOUSE_PATH="data/warehouse/other.duckdb")
     assert s.warehouse_path == REPO_ROOT / "data" / "warehouse" / "other.duckdb"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tap_hdb_resale.resources import CURRENT, RESOURCES
 
 from hdb_elt.validation import read_deliveries
 from hdb_elt.warehouse import (
@@ -17,6 +18,7 @@ from hdb_elt.warehouse import (
     REJECTED_DELIVERIES,
     SOURCE_COLUMNS,
     connect,
+    delivery_record,
     ensure_warehouse,
     has_latest_deliveries,
     query_df,
@@ -31,7 +33,8 @@ def add_load(path: Path, load_id: str, loaded_at: str, months: dict[str, int]) -
             for line in range(2, rows + 2):
                 values = [month if c == "month" else f"{c}-{line}" for c in SOURCE_COLUMNS]
                 con.execute(
-                    f"insert into {RAW_TABLE} values ({', '.join('?' * 15)})",
+                    f"insert into {RAW_TABLE} ({', '.join(SOURCE_COLUMNS)}, _source, "
+                    f"_source_row, _load_id, _loaded_at) values ({', '.join('?' * 15)})",
                     [*values, f"/in/{month}.csv", line, load_id, datetime.fromisoformat(loaded_at)],
                 )
 
@@ -113,3 +116,33 @@ def test_query_df_reads_raw_rows_through_arrow_as_duckdb_hands_them_to_pandas(wa
     decimal = "select 1.5::decimal(9, 2) as price"
     assert query_df(warehouse, decimal)["price"].dtype == "float64"
     assert query_df(warehouse, decimal, arrow=True)["price"].dtype == "object"
+
+
+def test_a_warehouse_made_before_dataset_ids_gets_them_from_each_rows_month(tmp_path):
+    """raw.resale_flat_prices as it was before ``_dataset_id``: the column is added and its
+    rows filled from their month (they were all read from the newest resource then); the
+    view passes it through, and the record the tap plans from is unchanged."""
+    old = tmp_path / "old.duckdb"
+    columns = ", ".join(f"{c} varchar" for c in SOURCE_COLUMNS)
+    with connect(old) as con:  # the DDL as it was: the raw table without _dataset_id
+        con.execute("create schema raw")
+        con.execute(
+            f"create table {RAW_TABLE} ({columns}, _source varchar, _source_row bigint, "
+            "_load_id varchar, _loaded_at timestamp)"
+        )
+    add_load(old, "a", "2024-01-01", {"2023-05": 3, "2023-06": 2})
+    with connect(old) as con:  # and, for the rule, months of older resources
+        con.execute(f"update {RAW_TABLE} set month = '2016-02' where month = '2023-06'")
+    before = delivery_record(old)  # runs the migration too
+
+    with connect(old, read_only=True) as con:
+        found = con.execute(
+            f"select month, _dataset_id, count(*) from {RAW_TABLE} group by all order by 1"
+        ).fetchall()
+        latest = con.execute(f"select distinct _dataset_id from {LATEST_DELIVERIES} order by 1")
+        assert latest.fetchall() == sorted([(RESOURCES[3].dataset_id,), (CURRENT.dataset_id,)])
+        names = [row[0] for row in con.execute(f"describe {RAW_TABLE}").fetchall()]
+    assert found == [("2016-02", RESOURCES[3].dataset_id, 2), ("2023-05", CURRENT.dataset_id, 3)]
+    assert names[-1] == "_dataset_id"
+    ensure_warehouse(old)  # again: nothing changes
+    assert delivery_record(old) == before and set(before) == {"2016-02", "2023-05"}

@@ -25,6 +25,7 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 from classroom.checkpoints import find_deliveries
 from classroom.exercises.workspace import EXERCISES, CheckResult, Workspace
 from classroom.runner import RUNNING, execute
+from dagster_orchestration.constants import FIRST_MONTH
 from dagster_orchestration.home import prepare_home
 from dagster_orchestration.partitions import PARTITION_TAG, is_partition, run_months
 from hdb_elt.stage_notebooks import STAGE_NAMES, stage_name
@@ -102,7 +103,9 @@ def backfill(ws: Workspace, months: object) -> list:
 
     wrong = [m for m in months if not is_partition(m)]
     if wrong:
-        raise ValueError(f"{', '.join(wrong)}: not a monthly partition (YYYY-MM, from 2017-01).")
+        raise ValueError(
+            f"{', '.join(wrong)}: not a monthly partition (YYYY-MM, from {FIRST_MONTH})."
+        )
     outcomes = []
     with instance(ws) as dagster, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Dagster's beta and preview notices

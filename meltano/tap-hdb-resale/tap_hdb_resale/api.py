@@ -40,6 +40,7 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
 from tap_hdb_resale.months import parse_month
+from tap_hdb_resale.resources import CURRENT, resource_of
 
 DEFAULT_API_URL = "https://data.gov.sg/api/action/datastore_search"
 # data.gov.sg's download API: one request for a whole dataset, as a short-lived CSV link.
@@ -47,7 +48,9 @@ DEFAULT_DOWNLOAD_API_URL = "https://api-open.data.gov.sg/v1/public/api/datasets"
 DOWNLOAD_CALLS_PER_MINUTE = 5
 DOWNLOAD_POLL_SECONDS = 3.0
 DOWNLOAD_POLL_LIMIT = 40
-DEFAULT_RESOURCE_ID = "d_8b84c4ee58e3cfc0ece0d773c8ca6abc"
+# The resource still published month by month; older months are read from their own
+# resource's dataset id (tap_hdb_resale.resources).
+DEFAULT_RESOURCE_ID = CURRENT.dataset_id
 DEFAULT_PAGE_SIZE = 10_000
 DEFAULT_MAX_RETRIES = 8
 DEFAULT_BACKOFF_BASE_SECONDS = 1.0
@@ -192,7 +195,12 @@ class BackoffRetry(Retry):
 
 
 class DataGovSgClient:
-    """Reads one month of the HDB resale dataset at a time, page by page, with retries."""
+    """Reads one month of the HDB resale dataset at a time, page by page, with retries.
+
+    Each month is read from the resource that publishes it (``resource_of``): 1995-03 from the
+    1990-1999 dataset, 2023-07 from the newest. ``resource_id`` overrides the newest one's id
+    only (should data.gov.sg republish it under another id); older ids are fixed.
+    """
 
     def __init__(
         self,
@@ -262,9 +270,14 @@ class DataGovSgClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def dataset_id_of(self, month: str) -> str:
+        """The dataset id ``month`` is read from: its resource's (the override for the newest)."""
+        resource = resource_of(parse_month(month))
+        return self.resource_id if resource == CURRENT else resource.dataset_id
+
     def _params(self, month: str) -> dict[str, str]:
         filters = json.dumps({"month": parse_month(month)}, separators=(",", ":"))
-        return {"resource_id": self.resource_id, "filters": filters}
+        return {"resource_id": self.dataset_id_of(month), "filters": filters}
 
     def month_url(self, month: str) -> str:
         """The URL that selects ``month`` (without paging, without the key): the ``_source``."""
@@ -413,6 +426,15 @@ def retrying_session(retries: int = DEFAULT_MAX_RETRIES) -> requests.Session:
     return session
 
 
+def download_pacer(
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Pacer:
+    """The download API's quota (calls per minute), to share between the exports of a run."""
+    return Pacer(DOWNLOAD_CALLS_PER_MINUTE, 60.0, clock=clock, sleep=sleep)
+
+
 def download_dataset(
     dest: Path,
     *,
@@ -423,14 +445,17 @@ def download_dataset(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     poll_seconds: float | None = None,
+    pacer: Pacer | None = None,
 ) -> Path:
     """Download a whole dataset with data.gov.sg's download API into ``dest``: initiate the
     export, poll until it names a CSV link, then stream that file. One export instead of one
-    ``datastore_search`` page per month; network failures fail fast as :class:`NetworkError`."""
+    ``datastore_search`` page per month; network failures fail fast as :class:`NetworkError`.
+    Several exports in a row share one ``pacer`` (:func:`download_pacer`), so together they
+    keep to the quota."""
     session = session or retrying_session()
     poll_seconds = DOWNLOAD_POLL_SECONDS if poll_seconds is None else poll_seconds
     headers = {"x-api-key": api_key} if api_key else {}
-    pacer = Pacer(DOWNLOAD_CALLS_PER_MINUTE, 60.0, clock=clock, sleep=sleep)
+    pacer = pacer or download_pacer(clock=clock, sleep=sleep)
     base = f"{download_api_url.rstrip('/')}/{dataset_id}"
     timeout = (DEFAULT_CONNECT_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS)
 

@@ -25,19 +25,23 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tap_hdb_resale.formats import (
+    REDOWNLOAD,
+    DeliveryError,
+    check_header,
+    check_resource,
+    check_row,
+    value_problem,
+)
 from tap_hdb_resale.months import MonthError, parse_month
 from tap_hdb_resale.resources import COLUMNS
 
-NUMERIC_COLUMNS = ("floor_area_sqm", "resale_price")
-
-_NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")
 # A month in a file name, such as resale-flat-prices-2023-05.csv.
 _NAME_MONTH_RE = re.compile(r"(?<!\d)\d{4}-\d{2}(?!\d)")
-_REDOWNLOAD = "Fix the file, or download it again with `make data`."
 # Files that may sit beside the deliveries without being one (make data's manifest, notes).
 COMPANION_RE = re.compile(r"^(manifest\.json|readme(\.\w+)?|licen[cs]e(\.\w+)?)$", re.IGNORECASE)
 # A name that says "I am a delivery": such a file that cannot be read is an error, not a note.
@@ -50,39 +54,19 @@ SETTLE_TIMEOUT_SECONDS = 60.0
 logger = logging.getLogger(__name__)
 
 
-class DeliveryError(ValueError):
-    """A delivery the tap refuses; the message says where, which rule, and what to do."""
-
-    def __init__(
-        self,
-        file: str,
-        line: int | None,
-        problem: str,
-        *,
-        rule: str,
-        todo: str,
-        column: str | None = None,
-    ) -> None:
-        where = [file]
-        if line is not None:
-            where.append(f"line {line}")
-        if column is not None:
-            where.append(f"column {column}")
-        super().__init__(f"{', '.join(where)}: {problem} (rule: {rule}). {todo}")
-
-
 @dataclass(frozen=True)
 class Row:
-    """One data row: its CSV line number (header = line 1) and the eleven values as text."""
+    """One data row: its CSV line number (header = line 1) and the eleven values as text,
+    None for a column its resource does not have (``remaining_lease`` before 2015)."""
 
     line: int
-    values: tuple[str, ...]
+    values: tuple[str | None, ...]
 
     @property
     def month(self) -> str:
-        return self.values[0]
+        return self.values[0]  # type: ignore[return-value]
 
-    def as_record(self) -> dict[str, str]:
+    def as_record(self) -> dict[str, str | None]:
         return dict(zip(COLUMNS, self.values, strict=True))
 
 
@@ -105,6 +89,11 @@ class MonthDelivery:
         rows = [
             row for row in read_delivery(self.path, log, check=False) if row.month == self.month
         ]
+        self.check_unchanged(rows)
+        return rows
+
+    def check_unchanged(self, rows: Sequence[Row]) -> None:
+        """Refuse ``rows`` (read again) unless they are exactly the rows checked."""
         if len(rows) != self.row_count or fingerprint(rows) != self.fingerprint:
             raise DeliveryError(
                 self.path.name,
@@ -114,19 +103,26 @@ class MonthDelivery:
                 rule="a delivery does not change during a run",
                 todo="Wait until the file is completely written, then run again.",
             )
-        return rows
 
 
-def value_problem(column: str, value: str) -> tuple[str, str] | None:
-    """What is wrong with one source value, as ``(problem, rule)``, or None if it is fine."""
-    if column == "month":
-        try:
-            parse_month(value)
-        except MonthError as error:
-            return str(error), "month must be YYYY-MM"
-    if column in NUMERIC_COLUMNS and not _NUMBER_RE.match(value):
-        return f"{value!r} is not a number", f"{column} must be numeric"
-    return None
+def read_again(
+    deliveries: Sequence[MonthDelivery], log: logging.Logger = logger
+) -> Iterator[tuple[MonthDelivery, list[Row]]]:
+    """Each delivery's rows, read again and checked unchanged (:meth:`MonthDelivery.read_rows`),
+    reading each file once however many of its months are asked for: a file as published holds
+    up to 146 months, and reading it once per month would read it 146 times."""
+    by_path: dict[Path, list[MonthDelivery]] = {}
+    for delivery in deliveries:
+        by_path.setdefault(delivery.path, []).append(delivery)
+    for path, months in by_path.items():
+        wanted: dict[str, list[Row]] = {delivery.month: [] for delivery in months}
+        for row in read_delivery(path, log, check=False):
+            if row.month in wanted:
+                wanted[row.month].append(row)
+        for delivery in months:
+            rows = wanted.pop(delivery.month)
+            delivery.check_unchanged(rows)
+            yield delivery, rows
 
 
 def month_in_name(name: str) -> str | None:
@@ -193,74 +189,6 @@ def _decode(path: Path) -> str:
         ) from None
 
 
-def _check_header(
-    name: str, header: list[str], log: logging.Logger = logger, *, warn: bool = True
-) -> dict[str, int]:
-    """Map each of the eleven columns to its position in the header (found by name).
-
-    Columns beyond the eleven are not loaded (the raw layer has the eleven); a warning names
-    them, so a new column in data.gov.sg's export does not go unnoticed.
-    """
-    if not header:
-        raise DeliveryError(
-            name,
-            1,
-            "the file is empty: there is no header row",
-            rule="a delivery starts with a header row naming the eleven columns",
-            todo=_REDOWNLOAD,
-        )
-    found = [column.strip() for column in header]
-    missing = [column for column in COLUMNS if column not in found]
-    if missing:
-        raise DeliveryError(
-            name,
-            1,
-            f"missing from the header, which has: {', '.join(found)}",
-            column=", ".join(missing),
-            rule=f"the header names all eleven columns: {', '.join(COLUMNS)}",
-            todo="Check that the file is a data.gov.sg export of the HDB resale flat prices.",
-        )
-    for column in COLUMNS:
-        if found.count(column) > 1:
-            raise DeliveryError(
-                name,
-                1,
-                "appears more than once in the header",
-                column=column,
-                rule="each column appears once",
-                todo=_REDOWNLOAD,
-            )
-    extra = [column for column in found if column not in COLUMNS]
-    if extra and warn:
-        log.warning(
-            "%s, line 1: column(s) %s are not among the eleven the raw layer keeps, so they "
-            "are not loaded (rule: the header names the eleven columns; others are ignored)",
-            name,
-            ", ".join(repr(column) for column in extra),
-        )
-    return {column: found.index(column) for column in COLUMNS}
-
-
-def _check_row(name: str, line: int, fields: list[str], header: list[str]) -> None:
-    """Refuse a row whose field count differs from the header's (e.g. a truncated line)."""
-    if len(fields) == len(header):
-        return
-    if len(fields) < len(header):
-        column = header[len(fields)].strip()
-        problem = f"the row has {len(fields)} fields, the header {len(header)}: it ends early"
-    else:
-        column = f"{len(header) + 1} (after the last header column)"
-        problem = f"the row has {len(fields)} fields, the header only {len(header)}"
-    raise DeliveryError(
-        name,
-        line,
-        problem,
-        column=column,
-        rule="every row has as many fields as the header",
-        todo="The file may be truncated or hand-edited: fix it, or download it again.",
-    )
-
-
 def read_delivery(path: Path, log: logging.Logger = logger, *, check: bool = True) -> list[Row]:
     """Read one CSV delivery and check every row; raise :class:`DeliveryError` on any problem.
 
@@ -279,22 +207,24 @@ def read_delivery(path: Path, log: logging.Logger = logger, *, check: bool = Tru
     try:
         header = next(reader, [])
         # A second reading (check=False) says nothing the first did not.
-        index = _check_header(name, header, log, warn=check)
+        index = check_header(name, header, log, warn=check)
+        present = frozenset(index)
+        checked_months: set[str] = set()
         last_line = reader.line_num
         for fields in reader:
             line, last_line = last_line + 1, reader.line_num
             if not fields:  # a blank line holds no row
                 continue
-            _check_row(name, line, fields, header)
-            values = tuple(fields[index[column]] for column in COLUMNS)
+            check_row(name, line, fields, header)
+            values = tuple(fields[index[column]] if column in index else None for column in COLUMNS)
             if not check:
                 rows.append(Row(line, values))
                 continue
             for column, value in zip(COLUMNS, values, strict=True):
-                if found := value_problem(column, value):
+                if value is not None and (found := value_problem(column, value)):
                     problem, rule = found
                     raise DeliveryError(
-                        name, line, problem, column=column, rule=rule, todo=_REDOWNLOAD
+                        name, line, problem, column=column, rule=rule, todo=REDOWNLOAD
                     )
             if name_month is not None and values[0] != name_month:
                 raise DeliveryError(
@@ -305,6 +235,9 @@ def read_delivery(path: Path, log: logging.Logger = logger, *, check: bool = Tru
                     rule="rows match the month in the file name",
                     todo="Rename the file so its name holds no month, or split it by month.",
                 )
+            if values[0] not in checked_months:
+                check_resource(name, line, values[0], present)
+                checked_months.add(values[0])
             rows.append(Row(line, values))
     except csv.Error as error:
         raise DeliveryError(
@@ -312,7 +245,7 @@ def read_delivery(path: Path, log: logging.Logger = logger, *, check: bool = Tru
             reader.line_num,
             f"not readable as CSV: {error}",
             rule="a delivery is well-formed CSV",
-            todo=_REDOWNLOAD,
+            todo=REDOWNLOAD,
         ) from None
     if not rows:
         raise DeliveryError(
@@ -320,7 +253,7 @@ def read_delivery(path: Path, log: logging.Logger = logger, *, check: bool = Tru
             2,
             "the file has a header but no data rows",
             rule="a delivery holds at least one row",
-            todo=_REDOWNLOAD,
+            todo=REDOWNLOAD,
         )
     return rows
 

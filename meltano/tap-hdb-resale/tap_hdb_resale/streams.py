@@ -14,8 +14,9 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_hdb_resale.api import ApiError, DataGovSgClient
-from tap_hdb_resale.deliveries import COLUMNS, collect_months, value_problem
+from tap_hdb_resale.deliveries import COLUMNS, collect_months, read_again, value_problem
 from tap_hdb_resale.months import describe_months, month_range
+from tap_hdb_resale.resources import resource_of
 from tap_hdb_resale.state import (
     DEFAULT_LOOKBACK_MONTHS,
     Plan,
@@ -48,16 +49,23 @@ CLIENT_SETTINGS = (
 
 
 class ResaleFlatPricesStream(Stream):
-    """Every row of each extracted month, values as text, with where it came from."""
+    """Every row of each extracted month, values as text, with where it came from and the
+    data.gov.sg resource (dataset id) that publishes its month."""
 
     name = "resale_flat_prices"
     # No key: identical rows are distinct real sales, and nothing may deduplicate them.
     primary_keys: t.ClassVar[list[str]] = []
     replication_key = None
     schema = th.PropertiesList(
+        # Nullable: a column the resource lacks (remaining_lease before 2015) is null.
         *(th.Property(column, th.StringType, description="As delivered") for column in COLUMNS),
         th.Property("_source", th.StringType, description="Delivery file path, or API URL"),
         th.Property("_source_row", th.IntegerType, description="CSV line, or API record no."),
+        th.Property(
+            "_dataset_id",
+            th.StringType,
+            description="data.gov.sg dataset id of the resource publishing the row's month",
+        ),
     ).to_dict()
 
     # Records are built here to the schema (text values, an integer line number): the SDK's
@@ -178,11 +186,16 @@ class ResaleFlatPricesStream(Stream):
         self._warn_small_months(
             {m: deliveries[m].row_count for m in plan.extract}, plan.extract, known, str(folder)
         )
-        for month in plan.extract:
-            delivery = deliveries[month]
+        for delivery, rows in read_again([deliveries[m] for m in plan.extract], self.logger):
             source = str(delivery.path)
-            for row in delivery.read_rows(self.logger):
-                yield {**row.as_record(), "_source": source, "_source_row": row.line}
+            dataset_id = resource_of(delivery.month).dataset_id
+            for row in rows:
+                yield {
+                    **row.as_record(),
+                    "_source": source,
+                    "_source_row": row.line,
+                    "_dataset_id": dataset_id,
+                }
         return {month: (deliveries[month].row_count, fingerprints[month]) for month in plan.extract}
 
     def _from_api(self, window: Sequence[str], known: dict, lookback: int) -> Extraction:
@@ -211,11 +224,14 @@ class ResaleFlatPricesStream(Stream):
 
 
 def _api_record(values: Mapping[str, str], month: str, source: str, number: int) -> dict:
-    """One API record as a stream record, held to the same rules as a CSV row."""
-    for column in COLUMNS:
+    """One API record as a stream record, held to the same rules as a CSV row: it has the
+    columns of its month's resource; a column the resource lacks is null."""
+    resource = resource_of(month)
+    for column in resource.columns:
         value = values.get(column)
         if value is None:
-            problem, rule = "missing from the record", "every record has the eleven columns"
+            problem = "missing from the record"
+            rule = f"every record has the columns of its resource ({resource.dataset_id})"
         elif column == "month" and value != month:
             problem, rule = f"{value!r} in the answer for {month}", "records are of the month asked"
         else:
@@ -226,5 +242,7 @@ def _api_record(values: Mapping[str, str], month: str, source: str, number: int)
                 "data.gov.sg delivered a record the raw layer cannot take: report it to the "
                 "maintainers, or leave that month out of the window."
             )
-    record: dict[str, Any] = {column: values[column] for column in COLUMNS}
-    return {**record, "_source": source, "_source_row": number}
+    record: dict[str, Any] = {
+        column: values[column] if column in resource.columns else None for column in COLUMNS
+    }
+    return {**record, "_source": source, "_source_row": number, "_dataset_id": resource.dataset_id}

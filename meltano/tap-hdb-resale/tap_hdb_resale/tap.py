@@ -19,6 +19,7 @@ from singer_sdk.io_base import SingerWriter
 
 from tap_hdb_resale import api
 from tap_hdb_resale.months import MonthError, parse_month
+from tap_hdb_resale.resources import FIRST_MONTH
 from tap_hdb_resale.state import DEFAULT_LOOKBACK_MONTHS
 from tap_hdb_resale.streams import ResaleFlatPricesStream
 
@@ -65,6 +66,11 @@ def month_setting_errors(config: Mapping[str, Any]) -> list[str]:
     if not errors and config.get("start_month", "") > config.get("end_month", "9999-12"):
         errors.append(
             f"start_month {config['start_month']} is after end_month {config['end_month']}"
+        )
+    if not errors and config.get("start_month", FIRST_MONTH) < FIRST_MONTH:
+        errors.append(
+            f"start_month {config['start_month']}: data.gov.sg publishes resale prices from "
+            f"{FIRST_MONTH}; start the window there or later"
         )
     return errors
 
@@ -136,7 +142,9 @@ class TapHdbResale(Tap):
             "resource_id",
             th.StringType,
             default=api.DEFAULT_RESOURCE_ID,
-            description="data.gov.sg dataset id of the HDB resale prices (API mode).",
+            description="API mode: data.gov.sg dataset id read for the months of the newest "
+            "resource (2017-01 onwards). Each older month is read from its own resource's id "
+            "(tap_hdb_resale.resources); set this only if data.gov.sg republishes the newest.",
         ),
         th.Property(
             "api_key",

@@ -25,6 +25,7 @@ from tap_hdb_resale.deliveries import (
     scan_folder,
     wait_until_settled,
 )
+from tap_hdb_resale.resources import CURRENT
 from tap_hdb_resale.tap import TapHdbResale
 
 
@@ -38,7 +39,8 @@ def test_records_are_the_rows_as_delivered(fixture_deliveries: Path) -> None:
     for path in sorted(fixture_deliveries.glob("*.csv")):
         with path.open(encoding="utf-8", newline="") as handle:
             for line, row in enumerate(csv.DictReader(handle), start=2):
-                expected.append({**row, "_source": str(path.resolve()), "_source_row": line})
+                where = {"_source": str(path.resolve()), "_source_row": line}
+                expected.append({**row, **where, "_dataset_id": CURRENT.dataset_id})
     assert run.records == expected
     # Identical rows are real sales: both stay. Values stay text, exactly as written.
     assert run.records[1] == {**run.records[2], "_source_row": 3}
@@ -57,8 +59,9 @@ def test_bom_crlf_reordered_and_extra_columns(tmp_path: Path) -> None:
         newline="\r\n",
     )
     run = run_tap(files_config(tmp_path))
+    dataset_id = CURRENT.dataset_id
     assert run.records == [
-        {**row, "_source": str(path.resolve()), "_source_row": line}
+        {**row, "_source": str(path.resolve()), "_source_row": line, "_dataset_id": dataset_id}
         for line, row in enumerate(rows, start=2)
     ]
     # The same rows in the plain export format have the same fingerprint: not a change.

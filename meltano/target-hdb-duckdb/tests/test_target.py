@@ -218,3 +218,51 @@ def test_state_written_on_termination_does_not_confirm_a_cut_month(tmp_path: Pat
         load(lines, {"database_path": str(db)}, out)
     assert out.getvalue() == ""
     assert tables_in(db) == []
+
+
+def test_an_old_raw_table_gains_the_dataset_id_and_keeps_null_values(tmp_path: Path) -> None:
+    """A warehouse made before records carried ``_dataset_id``: the column is added (old rows
+    keep null there, for the workbook's migration to fill), and a value a resource lacks,
+    sent as null, is stored as NULL, not as text."""
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("create schema raw")
+        con.execute(
+            "create table raw.resale_flat_prices (month varchar, remaining_lease varchar, "
+            "_source varchar, _source_row bigint, _load_id varchar, _loaded_at timestamp)"
+        )
+        con.execute(
+            "insert into raw.resale_flat_prices values "
+            "('2023-01', '61 years', 'a.csv', 2, 'old', '2024-01-01')"
+        )
+    nullable = {"type": ["string", "null"]}
+    schema = {
+        "type": "SCHEMA",
+        "stream": "resale_flat_prices",
+        "schema": {
+            "properties": {
+                "month": nullable,
+                "remaining_lease": nullable,
+                "_source": nullable,
+                "_source_row": {"type": ["integer", "null"]},
+                "_dataset_id": nullable,
+            }
+        },
+        "key_properties": [],
+    }
+    record = {"month": "1995-03", "remaining_lease": None, "_source": "b.csv",
+              "_source_row": 2, "_dataset_id": "d_ebc5ab87086db484f88045b47411ebc5"}  # fmt: skip
+    lines = [
+        json.dumps(schema),
+        json.dumps({"type": "RECORD", "stream": "resale_flat_prices", "record": record}),
+        json.dumps({"type": "STATE", "value": {}}),
+    ]
+    load(lines, {"database_path": str(db), "verify_month_counts": False}, io.StringIO())
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(
+            "select month, remaining_lease, _dataset_id from raw.resale_flat_prices order by month"
+        ).fetchall()
+    assert rows == [
+        ("1995-03", None, "d_ebc5ab87086db484f88045b47411ebc5"),
+        ("2023-01", "61 years", None),
+    ]
