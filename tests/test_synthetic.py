@@ -221,11 +221,6 @@ def test_the_tap_and_the_validation_gate_accept_every_current_row(synthetic: Pat
     assert set(report.results["status"]) <= {"pass", "info"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the tap reads the historic formats and the gate is era-aware only with issue 14's "
-    "parts A and B: remove this mark when they are merged",
-)
 def test_the_tap_and_the_validation_gate_accept_every_row(synthetic: Path):
     window = [str(m) for m in Month.parse(WINDOW[0]).range_to(Month.parse(WINDOW[1]))]
     delivered = collect_months(synthetic, window, logging.getLogger("test"))

@@ -106,6 +106,8 @@ def test_a_warehouse_made_before_the_view_gets_it_when_a_stage_reads_it(tmp_path
 
 def test_query_df_reads_raw_rows_through_arrow_as_duckdb_hands_them_to_pandas(warehouse):
     add_load(warehouse, "load-a", "2024-01-01 00:00:00", {"2023-04": 3, "2023-05": 2})
+    with connect(warehouse) as con:  # as the loader writes them, every row has its resource
+        con.execute(f"update {RAW_TABLE} set _dataset_id = ?", [CURRENT.dataset_id])
     sql = f"select * from {RAW_TABLE} where month >= ? order by month, _source_row"
 
     through_arrow = query_df(warehouse, sql, ["2023-01"], arrow=True)
