@@ -20,7 +20,7 @@ from hdb_elt.download import download_months, reference_counts
 from hdb_elt.settings import load_settings
 from hdb_elt.warehouse import SOURCE_COLUMNS
 
-HISTORY = Path(__file__).resolve().parent / "fixtures" / "history"
+HISTORY = Path(__file__).resolve().parents[1] / "data" / "history_sample"
 
 
 def record(month: str, i: int) -> dict:

@@ -22,7 +22,7 @@ from hdb_elt.warehouse import SOURCE_COLUMNS
 pytestmark = pytest.mark.slow
 
 HEADER = list(SOURCE_COLUMNS)
-HISTORY = Path(__file__).resolve().parent / "fixtures" / "history"
+HISTORY = Path(__file__).resolve().parents[1] / "data" / "history_sample"
 
 
 def settings_for(data_dir: Path, warehouse: Path, start: str, end: str, lookback: int = 1):

@@ -24,7 +24,7 @@ from tap_hdb_resale.resources import (
 )
 from tap_hdb_resale.tap import TapHdbResale
 
-HISTORY = REPO_ROOT / "tests" / "fixtures" / "history"
+HISTORY = REPO_ROOT / "data" / "history_sample"
 
 
 def fixture_rows(path: Path) -> list[dict[str, str]]:
