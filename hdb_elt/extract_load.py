@@ -53,6 +53,8 @@ from hdb_elt.warehouse import (
 
 EXTRACTOR = "tap-hdb-resale"
 LOADER = "target-hdb-duckdb"
+# A summary names every month it loaded up to a year of them; a longer run, its first and last.
+SHOWN_MONTHS = 12
 _ERROR_HINT_RE = re.compile(r"(Error|error|Exception|refused|failed)")
 # The tap's words to the user about a delivery it loaded anyway: a finding with its rule (an
 # ignored column, a second copy of a month) is a warning; files or rows outside the window
@@ -119,7 +121,10 @@ class ExtractLoadResult:
         elif self.load_id is None:
             text = "Extract-load: nothing new to load (every month in the window is up to date)."
         else:
-            months = ", ".join(f"{m}: {n:,}" for m, n in self.month_rows.items())
+            shown = [f"{m}: {n:,}" for m, n in self.month_rows.items()]
+            if len(shown) > SHOWN_MONTHS:  # a backfill of years: its first and last months
+                shown = [*shown[:3], "...", *shown[-3:]]
+            months = ", ".join(shown)
             text = f"Extract-load: {self.rows:,} rows in {len(self.month_rows)} month(s) ({months})"
         return "\n".join(
             [

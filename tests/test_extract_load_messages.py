@@ -150,3 +150,14 @@ def test_extract_loads_in_one_project_run_one_at_a_time(monkeypatch, tmp_path: P
 
 def test_no_other_extract_load_of_this_warehouse_is_running() -> None:
     assert extract_load.running_extract_loads("no-such-warehouse-id") == []
+
+
+def test_a_backfill_of_years_names_its_first_and_last_months() -> None:
+    months = {f"{year}-{month:02d}": 2 for year in (1990, 1991) for month in range(1, 13)}
+    summary = ExtractLoadResult("x", 48, months).summary()
+    assert summary == (
+        "Extract-load: 48 rows in 24 month(s) (1990-01: 2, 1990-02: 2, 1990-03: 2, ..., "
+        "1991-10: 2, 1991-11: 2, 1991-12: 2)"
+    )
+    a_year = dict(list(months.items())[:12])
+    assert "1990-06: 2, 1990-07: 2" in ExtractLoadResult("x", 24, a_year).summary()
