@@ -53,18 +53,6 @@ DATA_GOV_SG_DOWNLOAD_API_URL = "https://api-open.data.gov.sg/v1/public/api/datas
 
 SOURCES = ("files", "api")
 
-ENV_NAMES = (
-    "HDB_RESALE_DATA_DIR",
-    "HDB_RESALE_SOURCE",
-    "HDB_WAREHOUSE_PATH",
-    "HDB_START_MONTH",
-    "HDB_END_MONTH",
-    "HDB_LOOKBACK_MONTHS",
-    "DATA_GOV_SG_API_KEY",
-    "DATA_GOV_SG_API_URL",
-    "DATA_GOV_SG_DOWNLOAD_API_URL",
-)
-
 
 class SettingsError(ValueError):
     """A setting has a value the pipeline cannot use; the message says what is expected."""
