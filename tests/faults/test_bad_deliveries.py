@@ -205,7 +205,7 @@ CASES = [
         empty,
         REFUSED,
         (f"{MARCH}, line 1: the file is empty: there is no header row",
-         "(rule: a delivery starts with a header row naming the eleven columns)"),
+         "(rule: a delivery starts with a header row naming the source columns)"),
     ),
     Case(
         "header only",
@@ -234,7 +234,7 @@ CASES = [
         without_price,
         REFUSED,
         (f"{MARCH}, line 1, column resale_price: missing from the header",
-         "(rule: the header names all eleven columns"),
+         "(rule: the header names the eleven columns"),
     ),
     Case(
         "extra column",
