@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+from tap_hdb_resale.resources import resources_between
 
 from hdb_elt.chart_style import (
     DASH,
@@ -47,11 +48,16 @@ SUMMARY_FILE = "summary.md"
 # box of three sales would pretend to a distribution that is not there.
 FEW_SALES = 30
 DPI = 150
-# The Singapore Open Data Licence asks for this notice wherever the data is shown.
-ATTRIBUTION = (
-    'Contains information from "Resale flat prices based on registration date from Jan-2017 '
-    'onwards" accessed from data.gov.sg, under the Singapore Open Data Licence version 1.0.'
-)
+
+
+def attribution(start_month: str, end_month: str) -> str:
+    """The notice the Singapore Open Data Licence asks for wherever the data is shown, naming
+    each data.gov.sg resource the window's months come from."""
+    titles = " and ".join(f'"{r.title}"' for r in resources_between(start_month, end_month))
+    return (
+        f"Contains information from {titles} accessed from data.gov.sg, under the Singapore "
+        "Open Data Licence version 1.0."
+    )
 
 
 class ReportError(RuntimeError):
@@ -237,6 +243,16 @@ def flat_type_label(flat_type: str) -> str:
 # ---------------------------------------------------------------- the written summary
 
 
+def _recorded(data: ReportData) -> str:
+    """How the window's sales are dated: approved before March 2012, registered after."""
+    bases = {r.date_basis for r in resources_between(str(data.start_month), str(data.end_month))}
+    return " or ".join(
+        word
+        for basis, word in (("approval", "approved"), ("registration", "registered"))
+        if basis in bases
+    )
+
+
 def summary_markdown(data: ReportData, extra: Sequence[str] = ()) -> str:
     """A few sentences in markdown: volume, prices and their move, towns, flat types; then
     each of ``extra`` as one more point (such as the long run, ``hdb_elt.long_run``)."""
@@ -251,7 +267,7 @@ def summary_markdown(data: ReportData, extra: Sequence[str] = ()) -> str:
     towns = data.towns
     volume = (
         f"- **{plural(data.transactions, 'resale transaction')}** "
-        f"{'was' if data.transactions == 1 else 'were'} registered in {data.window}, "
+        f"{'was' if data.transactions == 1 else 'were'} {_recorded(data)} in {data.window}, "
         f"in {plural(len(towns), 'town')}."
     )
     if len(data.months) < len(data.month_keys):
@@ -305,7 +321,8 @@ def summary_markdown(data: ReportData, extra: Sequence[str] = ()) -> str:
     lines += [f"- {line}" for line in extra]
     lines += [
         "",
-        f"*Window {data.start_month}..{data.end_month}, from `{FACT}`. {ATTRIBUTION}*",
+        f"*Window {data.start_month}..{data.end_month}, from `{FACT}`. "
+        f"{attribution(str(data.start_month), str(data.end_month))}*",
     ]
     return "\n".join(lines) + "\n"
 

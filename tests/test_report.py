@@ -17,6 +17,7 @@ from hdb_elt import report
 from hdb_elt.report import (
     CHARTS,
     ReportError,
+    attribution,
     chart_price_by_flat_type,
     chart_price_per_sqm_by_town,
     chart_transactions_per_month,
@@ -378,3 +379,13 @@ def test_a_missing_warehouse_is_not_created(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist yet"):
         read_report_data(path, *WINDOW)
     assert not path.parent.exists()
+
+
+def test_the_licence_notice_names_every_resource_of_the_window() -> None:
+    assert attribution("2023-01", "2023-12") == (
+        'Contains information from "Resale flat prices based on registration date from Jan-2017 '
+        'onwards" accessed from data.gov.sg, under the Singapore Open Data Licence version 1.0.'
+    )
+    history = attribution("1990-01", "2023-12")
+    assert history.count('" and "') == 4
+    assert '"Resale flat prices based on approval date, 1990 - 1999"' in history

@@ -116,3 +116,6 @@ def test_the_report_shows_the_long_run(history):
     assert (report / "long_run_price_per_sqm.png").stat().st_size > 10_000
     summary = (report / "summary.md").read_text()
     assert "in 1990 to" in summary and "in 2023" in summary
+    # Sales before March 2012 are dated by approval; the notice names all five resources.
+    assert "were approved or registered in Jan 1990 \u2013 Dec 2023" in summary
+    assert "approval date, 1990 - 1999" in summary and "from Jan-2017 onwards" in summary
