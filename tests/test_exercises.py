@@ -409,8 +409,6 @@ unit_tests:
       - input: source('hdb', 'latest_deliveries')
         rows:
 {given}
-      - input: ref('resources')
-      - input: ref('flat_models')
       - input: source('audit', 'quarantine')
         rows: []
       - input: ref('resources')
@@ -474,7 +472,7 @@ def test_a_unit_test_without_the_seeds_says_to_name_them(scratch: Path) -> None:
     ws.write_file(YML_FILE, yml, variable="unit_test_yml")
     result = check_dbt_unit_test(ws)
     assert "on the real model, your test does not pass" in str(result)
-    assert "- input: ref('resources') and - input: ref('flat_models')" in str(result)
+    assert "name each seed the message names" in str(result)
 
 
 # -- exercise 04: the answers, on the workspace the unsolved notebook left
