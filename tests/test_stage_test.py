@@ -44,8 +44,8 @@ from hdb_elt.transform import build_models, latest_run_target, new_run_target
 from hdb_elt.warehouse import SOURCE_COLUMNS, connect
 
 RECONCILES = "assert_fact_reconciles_with_latest_delivery"
-PRICE_RANGE = "accepted_range_fct_resale_transactions_resale_price__3000000__50000"
-PRICE_PER_SQM_RANGE = "accepted_range_fct_resale_transactions_price_per_sqm__30000__500"
+PRICE_RANGE = "accepted_range_fct_resale_transactions_resale_price__3000000__1000"
+PRICE_PER_SQM_RANGE = "accepted_range_fct_resale_transactions_price_per_sqm__30000__100"
 
 
 def window_settings(warehouse: Path, start: str, end: str):

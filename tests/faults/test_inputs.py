@@ -97,6 +97,7 @@ SQL_INTERPOLATIONS = {
     "where": "one of two constant predicates; the months are bound parameters",
     "order": "one of two constant column names",
     "months_sql": "a constant subquery",
+    "key": "one of two constant column names (year or month_key)",
     # Identifiers from the project's own dbt manifest or a validated name, quoted.
     "schema": "from dbt's manifest (the project's own models), double-quoted",
     "name": "from dbt's manifest (the project's own models), double-quoted",
