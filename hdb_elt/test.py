@@ -23,7 +23,7 @@ from hdb_elt.transform import (
     plain_output,
     read_run_results,
     run_dbt,
-    window_vars,
+    window_env,
 )
 from hdb_elt.warehouse import (
     LATEST_DELIVERIES,
@@ -67,17 +67,18 @@ class DbtTestRunError(RuntimeError):
 def run_tests(settings: Settings) -> pd.DataFrame:
     """Run ``dbt test`` (data tests and unit tests) and return the pass/fail table.
 
-    The window reaches dbt as ``--vars``, as in the transform stage, so dbt sees the same
-    configuration (and can reuse its parsed project). The data tests check the whole of each
-    table, not only the window. Failing tests do not raise here: they are rows of the table
-    (see :func:`raise_on_failures`). :class:`DbtTestRunError` if dbt could not run the tests.
+    dbt runs with no window: the data tests check the whole of each table, and each unit test
+    sets its own window (``overrides: vars``), which a window from the pipeline must not
+    change. So dbt reuses the project the transform stage parsed (a new ``--vars`` would
+    re-parse all of it). Failing tests do not raise here: they are rows of the table (see
+    :func:`raise_on_failures`). :class:`DbtTestRunError` if dbt could not run the tests.
     """
     target = new_run_target()
     completed = run_dbt(
-        ["test", *window_vars(settings.start_month, settings.end_month)],
+        ["test"],
         settings,
         capture=True,
-        env={"DBT_TARGET_PATH": str(target)},
+        env={**window_env(), "DBT_TARGET_PATH": str(target)},  # no window, even inherited
     )
     results = read_run_results(target)
     if completed.returncode != 0:
