@@ -64,6 +64,23 @@ class DbtTestRunError(RuntimeError):
 # --- dbt's tests ---------------------------------------------------------------------------
 
 
+# dbt copies the variables named DBT_ENV_CUSTOM_ENV_<name> into its artifacts' metadata (as
+# <name>) and reads them nowhere else, so no parse depends on them: run_tests records there
+# which window it tested, for whoever reads its results (the test asset's metadata).
+TESTED_WINDOW = "HDB_TESTED_WINDOW"
+
+
+def tested_window(run_results: dict) -> tuple[str | None, str | None]:
+    """The window a ``dbt test`` run's ``run_results.json`` says it tested (:func:`run_tests`
+    records it; a run by hand with ``--vars`` names it there)."""
+    recorded = ((run_results.get("metadata") or {}).get("env") or {}).get(TESTED_WINDOW)
+    if recorded:
+        start, _, end = recorded.partition("..")
+        return start, end
+    given = (run_results.get("args") or {}).get("vars") or {}
+    return given.get("start_month"), given.get("end_month")
+
+
 def run_tests(settings: Settings) -> pd.DataFrame:
     """Run ``dbt test`` (data tests and unit tests) and return the pass/fail table.
 
@@ -78,7 +95,11 @@ def run_tests(settings: Settings) -> pd.DataFrame:
         ["test"],
         settings,
         capture=True,
-        env={**window_env(), "DBT_TARGET_PATH": str(target)},  # no window, even inherited
+        env={
+            **window_env(),  # no window, not even one inherited
+            f"DBT_ENV_CUSTOM_ENV_{TESTED_WINDOW}": f"{settings.start_month}..{settings.end_month}",
+            "DBT_TARGET_PATH": str(target),
+        },
     )
     results = read_run_results(target)
     if completed.returncode != 0:
