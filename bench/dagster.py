@@ -1,6 +1,8 @@
-"""Benchmark the pipeline through Dagster beside the direct path: one partition, an asset
-backfill of 12 months beside one ``make run`` of them, and (``--history``) the whole synthetic
-history since 1990 as an asset backfill.
+"""Benchmark the pipeline through Dagster beside the direct path, one month to the history.
+
+One partition beside the same notebooks without Dagster, an asset backfill of 12 months beside
+one ``make run`` of them, and (``--history``) the whole synthetic history since 1990 as an
+asset backfill.
 
     python -m bench.dagster [--data-dir ../shared/data/hdb_resale/monthly] [--months 12]
     python -m bench.dagster --history      # + ~1M synthetic rows, 1990-2025 (minutes)
