@@ -1,12 +1,20 @@
-"""Benchmark the pipeline through Dagster: one partition end-to-end, and a 12-month backfill.
+"""Benchmark the pipeline through Dagster beside the direct path, one month to the history.
+
+One partition beside the same notebooks without Dagster, an asset backfill of 12 months beside
+one ``make run`` of them, and (``--history``) the whole synthetic history since 1990 as an
+asset backfill.
 
     python -m bench.dagster [--data-dir ../shared/data/hdb_resale/monthly] [--months 12]
+    python -m bench.dagster --history      # + ~1M synthetic rows, 1990-2025 (minutes)
 
-Each run goes through Dagster in this process, as ``make run`` does (the in-process executor;
-a run launched from ``dagster dev`` also pays for starting its own process, measured apart),
-into a new warehouse and a temporary Dagster instance. The one partition is 2023-06 in a new
-warehouse; the backfill is one run per month, one after the other (as the run queue keeps
-them), in another. Each run's wall time is split into:
+Each Dagster run goes through Dagster in this process, as ``make run`` does (the in-process
+executor; a run launched from ``dagster dev`` also pays for starting its own process, measured
+apart), into a new warehouse and a temporary Dagster instance. An asset backfill runs as the
+backfill daemon launches it under the notebook assets' backfill policy: its months in ranges
+of up to ``MONTHS_PER_BACKFILL_RUN``, one run per range, one after the other (as the run queue
+keeps them). The direct path is the same five notebooks run by papermill in this process
+(``hdb_elt.stage_notebooks.run_stages``), without Dagster; ``make run`` is ``python -m
+classroom run`` in its own process. Each Dagster run's wall time is split into:
 
 - kernels: starting the five notebook kernels (measured on its own, as in bench.notebooks);
 - dagstermill: the cell dagstermill puts first in each notebook, which imports Dagster and
@@ -30,8 +38,10 @@ from pathlib import Path
 import nbformat
 
 from bench.notebooks import SHARED, kernel_startup_seconds
-from hdb_elt.settings import temporary_environ
-from hdb_elt.stage_notebooks import STAGES
+from dagster_orchestration.partitions import MONTHS_PER_BACKFILL_RUN
+from hdb_elt.months import Month
+from hdb_elt.settings import REPO_ROOT, stage_settings, temporary_environ
+from hdb_elt.stage_notebooks import STAGES, run_stages
 
 CONTEXT_TAG = "injected-parameters"  # dagstermill's cell
 TEARDOWN_TAG = "injected-teardown"
@@ -84,8 +94,20 @@ def environment(root: Path, data_dir: Path):
     )
 
 
-def run_months(months: list[str], data_dir: Path, kernel: float) -> tuple[Split, list[Split]]:
-    """Run each month (one Dagster run each) into a new warehouse; the total and each run."""
+def backfill_windows(months: list[str]) -> list[tuple[str, str]]:
+    """The runs an asset backfill of ``months`` makes under the assets' backfill policy:
+    consecutive ranges of up to MONTHS_PER_BACKFILL_RUN months."""
+    chunks = [
+        months[i : i + MONTHS_PER_BACKFILL_RUN]
+        for i in range(0, len(months), MONTHS_PER_BACKFILL_RUN)
+    ]
+    return [(chunk[0], chunk[-1]) for chunk in chunks]
+
+
+def run_windows(
+    windows: list[tuple[str, str]], data_dir: Path, kernel: float
+) -> tuple[Split, list[Split]]:
+    """Run each window (one Dagster run each) into a new warehouse; the total and each run."""
     from dagster import DagsterInstance
 
     from classroom.runner import execute
@@ -98,15 +120,69 @@ def run_months(months: list[str], data_dir: Path, kernel: float) -> tuple[Split,
     ):
         home = prepare_home(Path(tmp) / "dagster_home")
         with DagsterInstance.from_config(str(home)) as instance:
-            for month in months:
-                outcome = execute(month, month, instance)
+            for start, end in windows:
+                outcome = execute(start, end, instance)
                 if not outcome.success:
-                    raise SystemExit(f"{month} failed:\n{outcome.failure}")
+                    raise SystemExit(f"{outcome.window} failed:\n{outcome.failure}")
                 dagstermill, work = notebook_seconds(outcome.notebooks)
                 split = Split(outcome.seconds, len(STAGES) * kernel, dagstermill, work)
                 total.add(split)
                 runs.append(split)
     return total, runs
+
+
+def run_months(months: list[str], data_dir: Path, kernel: float) -> tuple[Split, list[Split]]:
+    """An asset backfill of ``months`` (a single month: its own run), as the daemon runs it."""
+    return run_windows(backfill_windows(months), data_dir, kernel)
+
+
+def direct_seconds(start: str, end: str, data_dir: Path) -> float:
+    """The five notebooks by papermill in this process, no Dagster, into a new warehouse."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-direct-") as tmp,
+        environment(Path(tmp), data_dir),
+    ):
+        settings = stage_settings(start, end, Path(tmp) / "warehouse.duckdb", data_dir)
+        started = time.perf_counter()
+        run_stages(settings, Path(tmp) / "run")  # a failing stage raises StageFailed
+        return time.perf_counter() - started
+
+
+def make_run_seconds(start: str, end: str, data_dir: Path) -> float:
+    """One ``make run`` (``python -m classroom run``) of ``start``..``end``, its own process."""
+    with tempfile.TemporaryDirectory(prefix="bench-make-run-") as tmp:
+        root = Path(tmp)
+        env = {
+            **os.environ,
+            "HDB_RESALE_DATA_DIR": str(data_dir),
+            "HDB_WAREHOUSE_PATH": str(root / "warehouse" / "hdb_resale.duckdb"),
+            "HDB_DAGSTER_RUNS_DIR": str(root / "runs"),
+            "DAGSTER_HOME": str(root / "dagster_home"),
+            "HDB_START_MONTH": start,
+            "HDB_END_MONTH": end,
+            "TQDM_DISABLE": "1",
+        }
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "classroom", "run"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"make run {start}..{end} failed:\n{done.stdout[-3000:]}")
+        return seconds
+
+
+def history_months() -> tuple[Path, list[str]]:
+    """The synthetic history (bench.scale's 1M-row point, written once and reused)."""
+    from bench.scale import POINTS
+
+    point = next(p for p in POINTS if p.name == "synthetic_1m")
+    months = [str(m) for m in Month.parse(point.start).range_to(Month.parse(point.end))]
+    return point.data_dir(SHARED), months
 
 
 def process_start_seconds(repeat: int = 3) -> float:
@@ -137,33 +213,53 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=SHARED)
     parser.add_argument("--months", type=int, default=12, help="months in the backfill")
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="also backfill the ~430-month synthetic history (~1M rows) through Dagster",
+    )
     args = parser.parse_args()
     kernel = kernel_startup_seconds()
     process = process_start_seconds()
     print(f"kernel start-up (median of 3): {kernel:.2f} s; five per run")
-    print(
-        f"run process start-up (dagster dev, per run; not in the figures below): {process:.2f} s\n"
-    )
+    print(f"run process start-up (dagster dev, per run; not in the figures below): {process:.2f} s")
+    print(f"asset backfills: up to {MONTHS_PER_BACKFILL_RUN} months per run\n")
 
     one, _ = run_months(["2023-06"], args.data_dir, kernel)
+    direct = direct_seconds("2023-06", "2023-06", args.data_dir)
     year = [f"2023-{m:02d}" for m in range(1, args.months + 1)]
     backfill, runs = run_months(year, args.data_dir, kernel)
+    make_run = make_run_seconds(year[0], year[-1], args.data_dir)
 
     print(
         f"{'':<24}{'wall s':>8}{'kernels s':>16}{'dagstermill s':>16}{'stage work s':>16}"
         f"{'Dagster s':>16}"
     )
     print(row("one partition (2023-06)", one))
-    print(row(f"backfill, {len(year)} runs", backfill))
-    per_run = statistics.median(r.wall for r in runs)
+    print(row(f"backfill, {len(runs)} run(s)", backfill))
     starting = one.kernels + one.dagstermill
     print(
-        f"\nOne partition: {one.wall:.1f} s end to end, {starting:.1f} s "
+        f"\nOne partition: {one.wall:.1f} s through Dagster, {starting:.1f} s "
         f"({starting / one.wall:.0%}) of it starting kernels and rebuilding Dagster's context "
-        f"in them. Backfill: "
-        f"{backfill.wall:.1f} s, a median {per_run:.1f} s per month; from dagster dev add "
-        f"about {process:.1f} s per run for its process."
+        f"in them; the direct path (papermill, no Dagster) {direct:.1f} s: "
+        f"{one.wall / direct:.2f}x (target <= 1.5x)."
     )
+    print(
+        f"Asset backfill of {len(year)} months: {backfill.wall:.1f} s in {len(runs)} run(s) "
+        f"(+{process:.1f} s per run from dagster dev); one make run of them {make_run:.1f} s: "
+        f"{(backfill.wall + len(runs) * process) / make_run:.2f}x with dagster dev's process "
+        "start-ups (target <= 2x)."
+    )
+    if args.history:
+        data_dir, months = history_months()
+        history, runs = run_months(months, data_dir, kernel)
+        minutes = (history.wall + len(runs) * process) / 60
+        print(row(f"history, {len(runs)} runs", history))
+        print(
+            f"History {months[0]}..{months[-1]} ({len(months)} months, synthetic): "
+            f"{history.wall / 60:.1f} min in {len(runs)} runs, {minutes:.1f} min with dagster "
+            "dev's process start-ups (target < 15 min)."
+        )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ TARGET_MILLION_S = 300.0
 TARGET_MILLION_MIB = 2048.0
 TARGET_EL_RATIO = 10.0
 MAX_EXPONENT = 1.1
+# Targets of issue 17: through Dagster, against the same notebooks run directly.
+TARGET_DAGSTER_RATIO = 1.5
+TARGET_BACKFILL_RATIO = 2.0
 
 
 def fit(rows: Sequence[float], seconds: Sequence[float]) -> dict:
@@ -78,7 +81,23 @@ def targets(points: dict[str, dict], dagster: dict[str, dict], slope: dict | Non
             year and year["wall_s"]["median"],
             operator.lt,
             TARGET_BACKFILL_S,
-            "12 runs, one per month, one after the other",
+            "an asset backfill: its months in ranges, one run per range, one after the other",
+        ),
+        (
+            "one month through Dagster against the direct path",
+            f"<= {TARGET_DAGSTER_RATIO}x",
+            _dagster_ratio(one, points.get("one_month")),
+            operator.le,
+            TARGET_DAGSTER_RATIO,
+            f"median wall through Dagster / {PIPELINE_PATH}, median",
+        ),
+        (
+            "12-month asset backfill through Dagster against the direct path",
+            f"<= {TARGET_BACKFILL_RATIO}x",
+            _dagster_ratio(year, points.get("twelve_months")),
+            operator.le,
+            TARGET_BACKFILL_RATIO,
+            "the backfill's runs (months in ranges, bench.dagster) / the 12 months by papermill",
         ),
         (
             "1M rows through the whole pipeline",
@@ -118,6 +137,13 @@ def targets(points: dict[str, dict], dagster: dict[str, dict], slope: dict | Non
         met = None if value is None else compare(value, limit)
         checks.append({"target": name, "goal": goal, "value": value, "met": met, "note": note})
     return checks
+
+
+def _dagster_ratio(dagster: dict | None, point: dict | None) -> float | None:
+    """Wall through Dagster over the direct path (the notebooks by papermill) of one window."""
+    if not dagster or not point:
+        return None
+    return dagster["wall_s"]["median"] / point["pipeline"]["total_s"]["median"]
 
 
 def _s(value: float) -> str:

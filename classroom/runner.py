@@ -4,7 +4,7 @@ The job runs in this process against the project's Dagster instance (``DAGSTER_H
 ``.dagster_home/`` by default), so every run, its checks and its recorded notebooks show up
 later in ``make dev``. By default the window is one run over the range of its monthly
 partitions: Dagster marks each month materialized, and the notebooks start once instead of
-once per month. ``per_month=True`` starts one run per month, as a backfill from the UI does.
+once per month. ``per_month=True`` starts one run per month, as the job's backfill does.
 
     python -m classroom.runner                # the configured window, one run
     python -m classroom.runner --per-month    # one run per month
@@ -323,7 +323,7 @@ def _say(line: str) -> None:
 
 def run_pipeline(settings: Settings, *, per_month: bool = False) -> int:
     """Run every stage for the window through Dagster and print a summary; returns an exit
-    code. ``per_month`` starts one run per month (as a backfill does) instead of one run."""
+    code. ``per_month`` starts one run per month (as the job's backfill does) instead of one run."""
     started = time.perf_counter()
     print(f"Pipeline: {settings.describe()}")
     print(f"Dagster instance: {display_path(prepare_home())}/ (see the runs with make dev)\n")

@@ -34,7 +34,7 @@ from dagster import AssetsDefinition, Failure, MetadataValue, map_asset_specs
 from dagstermill import define_dagstermill_asset
 
 from dagster_orchestration.constants import GROUP, OWNERS, STAGE_TAG
-from dagster_orchestration.partitions import monthly_partitions, run_months
+from dagster_orchestration.partitions import backfill_in_ranges, monthly_partitions, run_months
 from dagster_orchestration.records import (
     code_location,
     keep_notebook,
@@ -85,7 +85,8 @@ def stage_asset(
     metadata: StageMetadata | None = None,
     config_schema: Mapping[str, Any] | None = None,
 ) -> AssetsDefinition:
-    """The dagstermill asset of one stage notebook, partitioned by month.
+    """The dagstermill asset of one stage notebook, partitioned by month; an asset backfill
+    runs its months as ranges (:data:`dagster_orchestration.partitions.backfill_in_ranges`).
 
     The UI shows dagstermill's compute kind, ``ipynb`` (an asset has one compute kind or a set
     of kinds, not both); ``tool`` names what the notebook runs, as a tag.
@@ -105,9 +106,10 @@ def stage_asset(
         save_notebook_on_failure=True,
         op_tags={STAGE_TAG: stage},
     )
+    # define_dagstermill_asset takes no backfill policy: it is set on the definition it returns.
     return map_asset_specs(
         lambda spec: spec.replace_attributes(owners=OWNERS).merge_attributes(tags={"tool": tool}),
-        [notebook_asset],
+        [notebook_asset.with_attributes(backfill_policy=backfill_in_ranges)],
     )[0]
 
 

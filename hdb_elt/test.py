@@ -23,7 +23,7 @@ from hdb_elt.transform import (
     plain_output,
     read_run_results,
     run_dbt,
-    window_vars,
+    window_env,
 )
 from hdb_elt.warehouse import (
     LATEST_DELIVERIES,
@@ -64,20 +64,42 @@ class DbtTestRunError(RuntimeError):
 # --- dbt's tests ---------------------------------------------------------------------------
 
 
+# dbt copies the variables named DBT_ENV_CUSTOM_ENV_<name> into its artifacts' metadata (as
+# <name>) and reads them nowhere else, so no parse depends on them: run_tests records there
+# which window it tested, for whoever reads its results (the test asset's metadata).
+TESTED_WINDOW = "HDB_TESTED_WINDOW"
+
+
+def tested_window(run_results: dict) -> tuple[str | None, str | None]:
+    """The window a ``dbt test`` run's ``run_results.json`` says it tested (:func:`run_tests`
+    records it; a run by hand with ``--vars`` names it there)."""
+    recorded = ((run_results.get("metadata") or {}).get("env") or {}).get(TESTED_WINDOW)
+    if recorded:
+        start, _, end = recorded.partition("..")
+        return start, end
+    given = (run_results.get("args") or {}).get("vars") or {}
+    return given.get("start_month"), given.get("end_month")
+
+
 def run_tests(settings: Settings) -> pd.DataFrame:
     """Run ``dbt test`` (data tests and unit tests) and return the pass/fail table.
 
-    The window reaches dbt as ``--vars``, as in the transform stage, so dbt sees the same
-    configuration (and can reuse its parsed project). The data tests check the whole of each
-    table, not only the window. Failing tests do not raise here: they are rows of the table
-    (see :func:`raise_on_failures`). :class:`DbtTestRunError` if dbt could not run the tests.
+    dbt runs with no window: the data tests check the whole of each table, and each unit test
+    sets its own window (``overrides: vars``), which a window from the pipeline must not
+    change. So dbt reuses the project the transform stage parsed (a new ``--vars`` would
+    re-parse all of it). Failing tests do not raise here: they are rows of the table (see
+    :func:`raise_on_failures`). :class:`DbtTestRunError` if dbt could not run the tests.
     """
     target = new_run_target()
     completed = run_dbt(
-        ["test", *window_vars(settings.start_month, settings.end_month)],
+        ["test"],
         settings,
         capture=True,
-        env={"DBT_TARGET_PATH": str(target)},
+        env={
+            **window_env(),  # no window, not even one inherited
+            f"DBT_ENV_CUSTOM_ENV_{TESTED_WINDOW}": f"{settings.start_month}..{settings.end_month}",
+            "DBT_TARGET_PATH": str(target),
+        },
     )
     results = read_run_results(target)
     if completed.returncode != 0:

@@ -44,6 +44,7 @@ from dagster_orchestration.stages.validate import blocking_rules
 from hdb_elt.months import Month
 from hdb_elt.settings import REPO_ROOT, SettingsError, stage_settings
 from hdb_elt.stage_notebooks import STAGES, stage_path
+from hdb_elt.test import TESTED_WINDOW
 from hdb_elt.transform import new_run_target
 from hdb_elt.validation import read_deliveries, record_results, validate_load
 from hdb_elt.warehouse import connect, ensure_warehouse
@@ -375,8 +376,12 @@ def dbt_artifacts(target: Path, which: str, window: tuple[str, str], status: str
         "sources": {},
     }
     results = {
-        "metadata": {"generated_at": "2024-01-01T00:00:00Z"},
-        "args": {"which": which, "vars": {"start_month": window[0], "end_month": window[1]}},
+        # The window as hdb_elt.test.run_tests records it (dbt's DBT_ENV_CUSTOM_ENV_ metadata).
+        "metadata": {
+            "generated_at": "2024-01-01T00:00:00Z",
+            "env": {TESTED_WINDOW: f"{window[0]}..{window[1]}"},
+        },
+        "args": {"which": which},
         "results": [
             {"unique_id": "test.p.unique_fct_id", "status": status, "failures": 2},
             {"unique_id": "unit_test.p.fct.lease", "status": "pass", "failures": 0},

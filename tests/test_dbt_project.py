@@ -94,13 +94,11 @@ def test_run_dbt_runs_the_project_as_a_subprocess(monkeypatch, tmp_path: Path) -
     assert done.returncode == 0
     (command, kwargs) = calls[0]
     assert Path(command[0]).name == "dbt"
-    assert command[1:6] == [
-        "build",
-        "--vars",
-        '{"start_month": "2023-02", "end_month": "2023-04"}',
-        "--exclude-resource-type",
-        "unit_test",
-    ]
+    # The window in the environment, not in --vars: a new window keeps dbt's parsed project.
+    assert command[1:4] == ["build", "--exclude-resource-type", "unit_test"]
+    assert "--vars" not in command
+    assert kwargs["env"]["HDB_DBT_START_MONTH"] == "2023-02"
+    assert kwargs["env"]["HDB_DBT_END_MONTH"] == "2023-04"
     assert command[command.index("--project-dir") + 1] == str(DBT_PROJECT_DIR)
     assert command[command.index("--profiles-dir") + 1] == str(DBT_PROJECT_DIR)
     assert kwargs["cwd"] == DBT_PROJECT_DIR
@@ -404,3 +402,49 @@ def test_a_malformed_month_var_stops_dbt_with_a_clear_message(tmp_path: Path) ->
     assert "is not a month: expected YYYY-MM" in output
     with connect(warehouse, read_only=True) as con:
         con.execute("select count(*) from raw._loads")
+
+
+@pytest.mark.slow
+def test_a_window_from_the_environment_rebuilds_its_months_and_keeps_the_parse(
+    fresh_build: dict, tmp_path: Path
+) -> None:
+    """The pipeline's window reaches dbt in the environment (transform.window_env): exactly
+    its months are rebuilt, and a new window does not make dbt re-parse the project (a new
+    --vars would)."""
+    warehouse = copy_warehouse(fresh_build["warehouse"], tmp_path / "window.duckdb")
+    files = {path.name[-11:-4]: path for path in shared_month_files()}
+    new = load_deliveries(warehouse, [files["2023-03"], files["2023-04"]])  # both new again
+    settings = dbt_settings(warehouse)
+    target = tmp_path / "target"
+
+    def build(month: str) -> str:
+        done = transform.build_window(
+            settings,
+            month,
+            month,
+            capture=True,
+            extra_args=["--target-path", str(target), "--log-path", str(target / "logs")],
+        )
+        assert done.returncode == 0, transform.plain_output(done)[-3000:]
+        return (target / "logs" / "dbt.log").read_text(errors="replace")
+
+    def loads(month: str) -> set:
+        with connect(warehouse, read_only=True) as con:
+            return {
+                load_id
+                for (load_id,) in con.execute(
+                    "select distinct _load_id from marts.fct_resale_transactions "
+                    "where month_key = ?",
+                    [month],
+                ).fetchall()
+            }
+
+    april_before = loads("2023-04")
+    assert april_before != {new}
+    build("2023-03")
+    assert loads("2023-03") == {new} and loads("2023-04") == april_before  # March only
+    log = build("2023-04")
+    assert loads("2023-04") == {new}
+    second_run = log[log.rindex("Running with dbt=") :]
+    assert "Unable to do partial parsing" not in second_run
+    assert "Partial parsing enabled" in second_run

@@ -275,10 +275,11 @@ def test_run_tests_stops_when_dbt_could_not_test(monkeypatch, tmp_path: Path) ->
     for target in (use_private_target(monkeypatch, tmp_path), new_run_target()):
         (target / "run_results.json").write_text(json.dumps(stale))
         (target / "manifest.json").write_text('{"nodes": {}, "unit_tests": {}}')
-    calls, behaviour = [], {"returncode": 2, "results": None}
+    calls, envs, behaviour = [], [], {"returncode": 2, "results": None}
 
     def fake_run_dbt(args, settings, *, capture=False, env=None):
         calls.append(args)
+        envs.append(env)
         if behaviour["results"] is not None:
             target = Path(env["DBT_TARGET_PATH"])  # this run's own folder
             run_results = {"metadata": {}, "results": behaviour["results"]}
@@ -292,7 +293,11 @@ def test_run_tests_stops_when_dbt_could_not_test(monkeypatch, tmp_path: Path) ->
     with pytest.raises(DbtTestRunError, match="stopped before running any test") as stopped:
         run_tests(settings)
     assert "Compilation Error in x" in str(stopped.value)
-    assert calls[0] == ["test", "--vars", '{"start_month": "2023-02", "end_month": "2023-03"}']
+    # No window reaches dbt test (it reuses the transform stage's parse); the window it tested
+    # goes into dbt's metadata, for the test asset's checks.
+    assert calls[0] == ["test"]
+    assert envs[0]["HDB_DBT_START_MONTH"] == envs[0]["HDB_DBT_END_MONTH"] == ""
+    assert envs[0]["DBT_ENV_CUSTOM_ENV_HDB_TESTED_WINDOW"] == "2023-02..2023-03"
 
     behaviour["returncode"] = 0  # finished, but the results in the folder are not its own
     with pytest.raises(DbtTestRunError, match="results are missing"):

@@ -65,7 +65,7 @@ def test_build_models_builds_the_window_without_tests(monkeypatch, private_targe
     calls = []
 
     def fake_run_dbt(args, settings, *, capture=False, env=None):
-        calls.append(args)
+        calls.append((args, env))
         write_results(
             Path(env["DBT_TARGET_PATH"]), [{"unique_id": "model.p.fct", "status": "success"}]
         )
@@ -74,8 +74,9 @@ def test_build_models_builds_the_window_without_tests(monkeypatch, private_targe
     monkeypatch.setattr(transform, "run_dbt", fake_run_dbt)
     summary = transform.build_models(window_settings(Path("w.duckdb"), "2023-02", "2023-04"))
     assert summary == {"model": {"success": 1}}
-    (args,) = calls
-    assert args[:3] == ["build", "--vars", '{"start_month": "2023-02", "end_month": "2023-04"}']
+    ((args, env),) = calls
+    assert args[0] == "build" and "--vars" not in args  # the window in the environment
+    assert (env["HDB_DBT_START_MONTH"], env["HDB_DBT_END_MONTH"]) == ("2023-02", "2023-04")
     excluded = {args[i + 1] for i, arg in enumerate(args) if arg == "--exclude-resource-type"}
     assert excluded == {"test", "unit_test"}
 

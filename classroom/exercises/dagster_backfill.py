@@ -90,7 +90,8 @@ def materialized(ws: Workspace) -> pd.DataFrame:
 
 
 def backfill(ws: Workspace, months: object) -> list:
-    """One run per month, in order, as a backfill from the UI starts them (one at a time).
+    """One run per month, in order, as the job's backfill starts them (one at a time); an
+    asset backfill would run the months as one range, and one bad month would fail them all.
 
     Prints each stage as it starts and what each run did as it ends, without run ids or
     timings (they change from run to run).

@@ -10,8 +10,6 @@ from dagster import MetadataValue
 
 from dagster_orchestration.dagstermill_assets import stage_asset
 from dagster_orchestration.stages.test import test
-from hdb_elt.long_run import CHART_FILE as LONG_RUN_CHART
-from hdb_elt.report import SUMMARY_FILE, report_dir
 from hdb_elt.settings import Settings, display_path
 
 CHART = "price_by_flat_type.png"
@@ -23,6 +21,12 @@ def _image(path: Path, title: str) -> MetadataValue:
 
 
 def metadata(settings: Settings) -> dict[str, Any]:
+    # Imported here, not at the top: every notebook kernel imports this module while dagstermill
+    # rebuilds the run's context in it, and matplotlib (which these modules import) costs each
+    # of the four other kernels about half a second for nothing.
+    from hdb_elt.long_run import CHART_FILE as LONG_RUN_CHART
+    from hdb_elt.report import SUMMARY_FILE, report_dir
+
     folder = report_dir(settings.warehouse_path)
     recorded = {
         "summary": MetadataValue.md((folder / SUMMARY_FILE).read_text(encoding="utf-8")),

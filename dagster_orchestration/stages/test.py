@@ -21,7 +21,7 @@ from dagster_orchestration.metadata import check_settings, markdown_table
 from dagster_orchestration.resources import HdbSettings
 from dagster_orchestration.stages.transform import transform
 from hdb_elt.settings import Settings
-from hdb_elt.test import blocks_the_pipeline, pass_fail_table, reconciliation
+from hdb_elt.test import blocks_the_pipeline, pass_fail_table, reconciliation, tested_window
 from hdb_elt.transform import latest_run_target
 
 
@@ -38,7 +38,7 @@ def window_test_results(settings: Settings, not_before: float | None = None) -> 
     run_results = json.loads((target / "run_results.json").read_text())
     manifest = json.loads((target / "manifest.json").read_text())
     args = run_results.get("args", {})
-    tested = (args.get("vars") or {}).get("start_month"), (args.get("vars") or {}).get("end_month")
+    tested = tested_window(run_results)
     wanted = str(settings.start_month), str(settings.end_month)
     generated = datetime.fromisoformat(
         run_results["metadata"]["generated_at"].replace("Z", "+00:00")

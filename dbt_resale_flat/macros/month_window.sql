@@ -1,5 +1,9 @@
 {#-
-    The window of registration months a run rebuilds, from --vars start_month / end_month.
+    The window of registration months a run rebuilds: --vars start_month / end_month, else
+    the environment's HDB_DBT_START_MONTH / HDB_DBT_END_MONTH (how the pipeline passes it,
+    hdb_elt.transform.window_env). --vars are part of what dbt checks before reusing its parsed
+    project, so a new window in --vars re-parses the whole project; the environment is read
+    only when the models run (execute), never while parsing, so a new window there does not.
     Values are checked against YYYY-MM before they reach any SQL; a bad value stops the run
     with a message saying what was wrong and what to pass instead.
 -#}
@@ -7,6 +11,9 @@
     {%- set window = {'start': none, 'end': none} -%}
     {%- for var_name, key in [('start_month', 'start'), ('end_month', 'end')] -%}
         {%- set value = var(var_name, none) -%}
+        {%- if (value is none or (value | string | trim) == '') and execute -%}
+            {%- set value = env_var('HDB_DBT_' ~ (var_name | upper), '') -%}
+        {%- endif -%}
         {%- if value is not none and (value | string | trim) != '' -%}
             {%- set text = value | string | trim -%}
             {%- if not modules.re.match('^[0-9]{4}-(0[1-9]|1[0-2])$', text) -%}
