@@ -82,8 +82,10 @@ class TapHdbResale(Tap):
     message_writer_class = _Writer
     message_writer: _Writer
     # The SDK's defaults minus ACTIVATE_VERSION (which tells a loader to drop earlier rows:
-    # wrong for an append-only raw layer) and BATCH (the project's loader reads records).
+    # wrong for an append-only raw layer). BATCH: in files mode, with ``batch_config`` set, the
+    # rows go to the loader as a Parquet file named by a BATCH message (streams.py).
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
+        PluginCapabilities.BATCH,
         TapCapabilities.CATALOG,
         TapCapabilities.STATE,
         TapCapabilities.DISCOVER,
