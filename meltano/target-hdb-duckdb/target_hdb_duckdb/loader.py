@@ -211,7 +211,8 @@ class DuckDBLoader:
             source = "read_parquet($files)"
         elif kind == "jsonl":
             types = dict(zip(state.columns, state.types, strict=True))
-            columns = "{" + ", ".join(f"'{n}': '{t}'" for n, t in types.items()) + "}"
+            # quote() lets through letters, digits and underscores only: safe in '...' too.
+            columns = "{" + ", ".join(f"'{quote(n)[1:-1]}': '{t}'" for n, t in types.items()) + "}"
             source = f"read_json($files, format = 'newline_delimited', columns = {columns})"
         else:
             raise LoaderError(
