@@ -3,7 +3,9 @@
 A delivery is checked completely before any of its rows is used, and every problem stops the
 run with a :class:`DeliveryError` naming the file, line, column and rule: a raw layer that
 silently loaded half a file, or shifted columns, would be worse than no load at all.
-Values are never converted: the raw layer keeps them exactly as delivered.
+Values are never converted: the raw layer keeps them exactly as delivered. This module's
+reader goes row by row and is the reference: ``columnar.py`` reads the common files a column
+at a time, and hands it any file it cannot vouch for.
 
 Every entry of the deliveries folder is accounted for: ``*.csv`` in any case and ``*.csv.gz``
 are deliveries; anything else is named in a warning (or refused, when its name says it is a

@@ -98,8 +98,10 @@ class ResaleFlatPricesStream(Stream):
 
     def get_batch_config(self, config: Mapping[str, Any]) -> BatchConfig | None:
         """Files mode sends BATCH messages when ``batch_config`` is set (Meltano sets it, see
-        meltano/meltano.yml); API mode always sends RECORD messages, page by page."""
-        return super().get_batch_config(config) if config.get("data_dir") else None
+        meltano/meltano.yml) unless ``batch_messages`` is false; API mode always sends RECORD
+        messages, page by page."""
+        batches = config.get("data_dir") and config.get("batch_messages", True)
+        return super().get_batch_config(config) if batches else None
 
     def get_batches(
         self, batch_config: BatchConfig, context: Mapping[str, Any] | None = None

@@ -135,6 +135,13 @@ class TapHdbResale(Tap):
             "not Meltano's state, decides which months are loaded. Unset: Meltano's state.",
         ),
         th.Property(
+            "batch_messages",
+            th.BooleanType,
+            default=True,
+            description="Files mode with batch_config set: send the rows as one BATCH file "
+            "(true) or as one RECORD message per row (false). API mode always sends records.",
+        ),
+        th.Property(
             "api_url",
             th.StringType,
             default=api.DEFAULT_API_URL,

@@ -195,8 +195,8 @@ class DuckDBLoader:
         if len(state.rows) >= self.batch_rows:
             self._flush(state)
 
-    def add_batch(self, stream: str, encoding: dict[str, Any], manifest: list[str]) -> None:
-        """Insert the rows of a BATCH message's files, and count them by month.
+    def add_batch(self, stream: str, encoding: dict[str, Any], manifest: list[str]) -> int:
+        """Insert the rows of a BATCH message's files, count them by month; return the rows.
 
         The files' columns must be the stream's, and a column the table keeps as text must be
         text in the files: a value is loaded as delivered or not at all. The files are read
@@ -251,21 +251,22 @@ class DuckDBLoader:
         )
         self.batch_files += paths
         if "month" not in sent:
-            (rows,) = self.con.execute(
-                f"select count(*) from {source}", {"files": paths}
-            ).fetchone()
+            count = f"select count(*) from {source}"
+            (rows,) = self.con.execute(count, {"files": paths}).fetchone()
             state.row_count += rows
-            return
+            return rows
         source_column = "min(_source)" if "_source" in sent else "null"
+        total = 0
         for month, rows, first_source in self.con.execute(
             f"select month, count(*), {source_column} from {source} group by month",
             {"files": paths},
         ).fetchall():
-            state.row_count += rows
-            if month is None:
-                continue
-            state.month_sources.setdefault(month, first_source)
-            state.month_counts[month] = state.month_counts.get(month, 0) + rows
+            total += rows
+            if month is not None:
+                state.month_sources.setdefault(month, first_source)
+                state.month_counts[month] = state.month_counts.get(month, 0) + rows
+        state.row_count += total
+        return total
 
     def _flush(self, state: _Stream) -> None:
         if not state.rows:

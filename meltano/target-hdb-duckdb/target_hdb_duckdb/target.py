@@ -81,7 +81,14 @@ def load(lines: Iterable[str], config: dict[str, Any], out: IO[str]) -> dict[str
                 records += 1
                 state_after_last_record = False
             elif kind == "BATCH":
-                loader.add_batch(message["stream"], message.get("encoding"), message["manifest"])
+                rows = loader.add_batch(
+                    message["stream"], message.get("encoding"), message["manifest"]
+                )
+                LOGGER.info(
+                    "Inserted %d rows from the batch file(s) %s; committed with the run",
+                    rows,
+                    ", ".join(message["manifest"]),
+                )
                 records += 1
                 state_after_last_record = False
             elif kind == "SCHEMA":

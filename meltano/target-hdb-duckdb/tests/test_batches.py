@@ -6,6 +6,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -209,3 +213,31 @@ def test_a_gzip_jsonl_batch_as_singer_sdk_writes_one_loads_too(tmp_path: Path) -
             {"database_path": str(db)},
             io.StringIO(),
         )
+
+
+def test_a_loader_killed_with_a_batch_inserted_but_not_committed_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL while the batch's rows sit in the open transaction (the BATCH was read, the
+    tap's closing STATE not yet): nothing lands, no state is written, the file stays."""
+    db = tmp_path / "w.duckdb"
+    load([json.dumps(SCHEMA), closing_state({})], {"database_path": str(db)}, io.StringIO())
+    file = tmp_path / "batch.parquet"
+    url = write_batch(file, ROWS)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"database_path": str(db)}))
+    target = subprocess.Popen(
+        [sys.executable, "-m", "target_hdb_duckdb.target", "--config", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    target.stdin.write((json.dumps(SCHEMA) + "\n" + batch(url) + "\n").encode())
+    target.stdin.flush()
+    said = target.stderr.readline().decode()  # the loader says once it has inserted the rows
+    assert "Inserted 4 rows from the batch file" in said, said
+    os.kill(target.pid, signal.SIGKILL)  # the closing STATE never comes
+    target.wait(timeout=30)
+    assert target.stdout.read() == b""  # no state
+    assert raw_rows(db) == []
+    assert file.exists()
