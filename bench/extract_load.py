@@ -1,9 +1,15 @@
-"""Benchmark extract-load: wall time, rows/s and peak memory for one month and for 12 months.
+"""Extract-load, ours beside the floor and its peers, on the same files in one run.
 
-    python -m bench.extract_load [--data-dir ../shared/data/hdb_resale/monthly] [--repeat 3]
+    python -m bench.extract_load --data-dir data/bench/synthetic_1m --start 1990-01 --end 2025-12
+    python -m bench.extract_load --no-peers --repeat 3        # 2023 from the reference deliveries
 
-Each run loads into a new warehouse file, so it measures a first load (Meltano start-up,
-tap, loader and commit included), as a learner's `make run` on a fresh clone does.
+The paths, each into a new DuckDB file: **ours** (``meltano run tap-hdb-resale
+target-hdb-duckdb`` through ``hdb_elt.extract_load``, every check, lineage column and guarantee
+included), the **floor** (``bench.floor``'s extract-load: DuckDB's own CSV reader into a raw
+table, in this process), and the peers of ``bench.peers`` (dlt's Arrow path; our tap into
+PyPI's target-duckdb), installed on first use in their own environments. For each: seconds
+(median of the repeats), the ratio to the floor, and the rows landed; a path landing fewer rows
+than the files hold in the window is marked as losing rows.
 """
 
 from __future__ import annotations
@@ -11,57 +17,118 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from bench.measure import measure
+import duckdb
+
+from bench import floor
+from bench.peers import PeerRun, PeerUnavailable, run_dlt, run_target_duckdb
 from hdb_elt.extract_load import run_extract_load
 from hdb_elt.settings import REPO_ROOT, load_settings
 
-SHARED = REPO_ROOT / ".." / "shared" / "data" / "hdb_resale" / "monthly"
+SHARED = (REPO_ROOT / ".." / "shared" / "data" / "hdb_resale" / "monthly").resolve()
+OURS = "ours: Meltano, tap-hdb-resale (BATCH) -> target-hdb-duckdb"
+FLOOR = "floor: DuckDB read_csv into a raw table"
+PEERS = {
+    "dlt (Arrow) -> duckdb": run_dlt,
+    "tap-hdb-resale (RECORD) into target-duckdb 0.8.0": run_target_duckdb,
+}
 
 
-def bench_window(data_dir: Path, start: str, end: str, repeat: int) -> dict:
-    runs = []
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory() as tmp:
-            settings = load_settings(
-                {
-                    "HDB_RESALE_DATA_DIR": str(data_dir),
-                    "HDB_WAREHOUSE_PATH": str(Path(tmp) / "bench.duckdb"),
-                    "HDB_START_MONTH": start,
-                    "HDB_END_MONTH": end,
-                },
-                dotenv=False,
-            )
-            runs.append(measure(lambda s=settings: run_extract_load(s)))
-    rows = runs[0].result.rows
-    times = [r.seconds for r in runs]
-    return {
-        "window": f"{start}..{end}",
-        "rows": rows,
-        "min_s": min(times),
-        "median_s": statistics.median(times),
-        "max_s": max(times),
-        "rows_per_s": rows / statistics.median(times),
-        "peak_rss_mib": max(r.peak_rss_mib for r in runs),
-    }
+def run_ours(data_dir: Path, start: str, end: str, work: Path, log=print) -> PeerRun:
+    settings = load_settings(
+        {
+            "HDB_RESALE_DATA_DIR": str(data_dir),
+            "HDB_WAREHOUSE_PATH": str(work / "ours.duckdb"),
+            "HDB_START_MONTH": start,
+            "HDB_END_MONTH": end,
+        },
+        dotenv=False,
+    )
+    started = time.perf_counter()
+    result = run_extract_load(settings)
+    return PeerRun(time.perf_counter() - started, result.rows)
+
+
+def run_floor(data_dir: Path, start: str, end: str, work: Path, log=print) -> PeerRun:
+    files = sorted(p for p in data_dir.iterdir() if p.name.lower().endswith(".csv"))
+    started = time.perf_counter()
+    with duckdb.connect(str(work / "floor.duckdb")) as con:
+        floor.extract_load(con, files, start, end)
+        (rows,) = con.execute("select count(*) from raw_rows").fetchone()
+    return PeerRun(time.perf_counter() - started, rows)
+
+
+def compare(
+    data_dir: Path,
+    start: str,
+    end: str,
+    *,
+    repeat: int = 1,
+    peers: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Each path's seconds (min/median/max), rows landed and ratio to the floor."""
+    paths: dict[str, Callable] = {FLOOR: run_floor, OURS: run_ours}
+    if peers:
+        paths.update(PEERS)
+    results: dict[str, dict] = {}
+    for name, run in paths.items():
+        runs: list[PeerRun] = []
+        try:
+            for _ in range(repeat):
+                with tempfile.TemporaryDirectory(prefix="bench-el-") as tmp:
+                    runs.append(run(data_dir, start, end, Path(tmp), log=log))
+        except PeerUnavailable as error:
+            log(f"  {name}: left out ({error})")
+            continue
+        seconds = [r.seconds for r in runs]
+        results[name] = {
+            "min_s": min(seconds),
+            "median_s": statistics.median(seconds),
+            "max_s": max(seconds),
+            "rows": runs[-1].rows,
+        }
+        log(f"  {name}: {results[name]['median_s']:.2f} s, {runs[-1].rows:,} rows")
+    expected = results[FLOOR]["rows"]
+    for result in results.values():
+        result["ratio_to_floor"] = result["median_s"] / results[FLOOR]["median_s"]
+        result["lost_rows"] = expected - result["rows"]
+    return {"window": f"{start}..{end}", "rows": expected, "paths": results}
+
+
+def table(comparison: dict) -> str:
+    """The comparison as Markdown: each path beside the floor."""
+    lines = [
+        f"Extract-load, {comparison['window']}, {comparison['rows']:,} rows in the files:",
+        "",
+        "| path | seconds | x floor | rows landed |",
+        "|---|---:|---:|---|",
+    ]
+    for name, result in comparison["paths"].items():
+        landed = f"{result['rows']:,}"
+        if result["lost_rows"] > 0:
+            landed += f" (loses {result['lost_rows']:,} of {comparison['rows']:,})"
+        lines.append(
+            f"| {name} | {result['median_s']:.2f} | {result['ratio_to_floor']:.1f}x | {landed} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=SHARED.resolve())
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--data-dir", type=Path, default=SHARED)
+    parser.add_argument("--start", default="2023-01")
+    parser.add_argument("--end", default="2023-12")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--no-peers", action="store_true", help="ours and the floor only")
     args = parser.parse_args()
-    print(
-        f"{'window':<18}{'rows':>8}{'min s':>8}{'median s':>10}{'max s':>8}"
-        f"{'rows/s':>10}{'peak MiB':>10}"
+    comparison = compare(
+        args.data_dir.resolve(), args.start, args.end, repeat=args.repeat, peers=not args.no_peers
     )
-    for start, end in (("2023-06", "2023-06"), ("2023-01", "2023-12")):
-        r = bench_window(args.data_dir, start, end, args.repeat)
-        print(
-            f"{r['window']:<18}{r['rows']:>8,}{r['min_s']:>8.2f}{r['median_s']:>10.2f}"
-            f"{r['max_s']:>8.2f}{r['rows_per_s']:>10,.0f}{r['peak_rss_mib']:>10.0f}"
-        )
+    print("\n" + table(comparison))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import psutil
 
+from bench.extract_load import compare as compare_extract_loads
+from bench.extract_load import table as el_table
 from bench.measure import measure
 from bench.summary import DAGSTER_PATH, FLOOR_PATH, PIPELINE_PATH, markdown, slopes, targets
 from hdb_elt.settings import DATA_DIR, REPO_ROOT, stage_settings
@@ -305,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         "--points", help=f"comma-separated subset of {', '.join(p.name for p in POINTS)}"
     )
     parser.add_argument("--no-dagster", action="store_true", help="leave out the Dagster runs")
+    parser.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        help="extract-load beside dlt and target-duckdb, installed on first use under "
+        "data/bench/peers/ (default: yes; --quick: no)",
+    )
     parser.add_argument("--data-dir", type=Path, default=SHARED, help="reference deliveries")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder")
     parser.add_argument("--sample", action="store_true", help="also write sample.json/.md")
@@ -347,6 +355,15 @@ def main(argv: list[str] | None = None) -> int:
     # What this process holds before the first stage runs (it is part of every peak below).
     meta["bench_rss_mib"] = psutil.Process().memory_info().rss / 2**20
     points = [bench_point(point, args.data_dir, repeat, log) for point in chosen]
+    # Extract-load paths side by side on each point's files: ours, the floor, the peers.
+    peers = not args.quick if args.peers is None else args.peers
+    extract_loads = {}
+    for point in chosen:
+        log(f"{point.label}: extract-load beside the floor{' and its peers' if peers else ''} ...")
+        files = point.data_dir(args.data_dir)
+        extract_loads[point.name] = compare_extract_loads(
+            files, point.start, point.end, repeat=repeat, peers=peers, log=log
+        )
     dagster: dict[str, dict] = {}
     if not args.no_dagster:
         kernel = start_up["kernel_start_s"]["median"]
@@ -369,10 +386,11 @@ def main(argv: list[str] | None = None) -> int:
         "start_up": start_up,
         "points": points,
         "dagster": dagster,
+        "extract_load_paths": extract_loads,
         "slope": slope,
         "targets": targets({p["name"]: p for p in points}, dagster, slope),
     }
-    text = markdown(result)
+    text = markdown(result) + "".join("\n" + el_table(c) for c in extract_loads.values())
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{'quick' if args.quick else 'full'}"
     names_written = [stem] + (["sample"] if args.sample else [])

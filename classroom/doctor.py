@@ -48,7 +48,7 @@ LOCKFILE = REPO_ROOT / "requirements.lock"
 NOTEBOOK_KERNEL = "python3"  # the kernelspec every stage notebook names (hdb_elt.stage_notebooks)
 PLUGINS = {
     # plugin: (folder under meltano/.meltano, the packages whose pins matter in its venv)
-    "tap-hdb-resale": ("extractors", ("singer-sdk", "requests")),
+    "tap-hdb-resale": ("extractors", ("singer-sdk", "requests", "pyarrow")),
     "target-hdb-duckdb": ("loaders", ("duckdb", "pandas")),
 }
 DISK_FAIL_BYTES = 200 * 1024**2

@@ -19,6 +19,8 @@ from hdb_elt.synthetic import synthesize
 # bench/ is the repository's benchmark scripts, run as `python -m bench` from its root, not an
 # installed package.
 sys.path.insert(0, str(REPO_ROOT))
+from bench.extract_load import FLOOR, OURS
+from bench.extract_load import table as el_table
 from bench.floor import run_floor
 from bench.summary import fit, markdown, slopes, targets
 
@@ -114,6 +116,20 @@ def test_the_committed_sample_reads_the_same_from_its_figures() -> None:
     assert markdown(result) == SAMPLE.with_suffix(".md").read_text()
 
 
+def test_a_path_landing_fewer_rows_is_marked_as_losing_them() -> None:
+    comparison = {
+        "window": "1990-01..2025-12",
+        "rows": 1_000_000,
+        "paths": {
+            FLOOR: {"median_s": 2.0, "ratio_to_floor": 1.0, "rows": 1_000_000, "lost_rows": 0},
+            "peer": {"median_s": 4.0, "ratio_to_floor": 2.0, "rows": 999_990, "lost_rows": 10},
+        },
+    }
+    lines = el_table(comparison).splitlines()
+    assert lines[-2].endswith("| 1.0x | 1,000,000 |")
+    assert lines[-1] == "| peer | 4.00 | 2.0x | 999,990 (loses 10 of 1,000,000) |"
+
+
 @pytest.mark.slow
 def test_quick_benchmark_writes_its_table_and_json(shared_monthly: Path, tmp_path: Path) -> None:
     done = subprocess.run(
@@ -127,7 +143,19 @@ def test_quick_benchmark_writes_its_table_and_json(shared_monthly: Path, tmp_pat
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [written] = tmp_path.glob("*-quick.json")
     result = json.loads(written.read_text())
-    assert set(result) == {"meta", "start_up", "points", "dagster", "slope", "targets"}
+    assert set(result) == {
+        "meta",
+        "start_up",
+        "points",
+        "dagster",
+        "extract_load_paths",
+        "slope",
+        "targets",
+    }
+    paths = result["extract_load_paths"]["one_month"]["paths"]
+    assert set(paths) == {FLOOR, OURS}  # --quick leaves the peers out
+    assert {p["rows"] for p in paths.values()} == {result["points"][0]["rows"]}
+    assert paths[FLOOR]["ratio_to_floor"] == 1.0 and paths[OURS]["ratio_to_floor"] > 0
     assert result["meta"]["quick"] is True and result["meta"]["repeat"] == 1
     assert len(result["meta"]["loadavg_start"]) == 3 and len(result["meta"]["loadavg_end"]) == 3
     [point] = result["points"]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import tap_hdb_resale.api
 from fake_datagov import fake_datagov
-from tap_hdb_resale.deliveries import collect_months
 from tap_hdb_resale.resources import CURRENT, RESOURCES
+from tap_hdb_resale.window import collect_months
 
 from hdb_elt.download import download_months, reference_counts
 from hdb_elt.settings import load_settings

@@ -8,14 +8,16 @@ parses both and compares them: change one without the other and a test fails.
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 
 import duckdb
 import yaml
 from tap_hdb_resale.deliveries import COLUMNS
+from tap_hdb_resale.tap import TapHdbResale
 
-from hdb_elt.settings import DBT_PROJECT_DIR
+from hdb_elt.settings import DBT_PROJECT_DIR, MELTANO_PROJECT_DIR
 from hdb_elt.warehouse import LATEST_DELIVERIES, RAW_TABLE, connect, ensure_warehouse
 
 SOURCES_YML = DBT_PROJECT_DIR / "models" / "staging" / "_hdb__sources.yml"
@@ -175,3 +177,24 @@ def test_staging_and_the_bench_floor_join_the_flat_model_spellings_seed() -> Non
     floor = DBT_PROJECT_DIR.parent / "bench" / "floor.py"
     assert "ref('flat_model_spellings')" in staging.read_text()
     assert 'SEEDS / "flat_model_spellings.csv"' in floor.read_text()
+
+
+def test_meltano_hands_the_tap_the_catalog_it_would_discover() -> None:
+    """meltano.yml names a committed catalog, so Meltano does not start the tap a second time
+    to discover it: the file must be what the tap's discovery says."""
+    extractor = next(
+        plugin
+        for plugin in yaml.safe_load((MELTANO_PROJECT_DIR / "meltano.yml").read_text())["plugins"][
+            "extractors"
+        ]
+        if plugin["name"] == "tap-hdb-resale"
+    )
+    committed = json.loads((MELTANO_PROJECT_DIR / extractor["catalog"]).read_text())
+    tap = TapHdbResale(
+        config={"start_month": "2023-01", "end_month": "2023-01"}, validate_config=False
+    )
+    assert committed == tap.catalog_dict, (
+        "Regenerate the catalog: cd meltano && .meltano/extractors/tap-hdb-resale/venv/bin/"
+        "tap-hdb-resale --config <a config with start_month, end_month> --discover > "
+        f"{extractor['catalog']}"
+    )

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tap_hdb_resale.deliveries import collect_months
 from tap_hdb_resale.resources import resource_of
+from tap_hdb_resale.window import collect_months
 
 from classroom.cli import main as cli
 from hdb_elt.months import Month

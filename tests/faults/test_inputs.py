@@ -111,6 +111,9 @@ SQL_INTERPOLATIONS = {
     "columns_sql": "quote()d names and types from duckdb_type()'s fixed set",
     "names": "quote()d column names",
     "kind": "a type from duckdb_type()'s fixed set",
+    "source": "read_parquet or read_json of bound $files, its columns quote()d names and "
+    "duckdb_type()'s types",
+    "source_column": "one of two constant expressions",
 }
 
 

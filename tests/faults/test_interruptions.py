@@ -142,12 +142,14 @@ def test_sigkill_during_the_load_commits_nothing_and_the_next_run_completes(
             return False
         return written["bytes"] > 600_000
 
-    # The stage as `make extract-load` runs it; the loader inserts every record on its own
-    # (batch_size_rows 1), so the load takes long enough to be caught in the middle.
+    # The stage as `make extract-load` runs it, the tap sending RECORD messages and the loader
+    # inserting every record on its own (batch_size_rows 1), so the load takes long enough to
+    # be caught in the middle. (A BATCH file killed mid-load: target-hdb-duckdb's tests.)
     process = start_stage(
         pipeline,
         "import sys; from classroom.cli import main; sys.exit(main(['extract-load']))",
         TARGET_HDB_DUCKDB_BATCH_SIZE_ROWS="1",
+        TAP_HDB_RESALE_BATCH_MESSAGES="false",
     )
     kill_when(process, loader_is_inserting)
     assert written["bytes"] > 600_000

@@ -3,7 +3,9 @@
 A delivery is checked completely before any of its rows is used, and every problem stops the
 run with a :class:`DeliveryError` naming the file, line, column and rule: a raw layer that
 silently loaded half a file, or shifted columns, would be worse than no load at all.
-Values are never converted: the raw layer keeps them exactly as delivered.
+Values are never converted: the raw layer keeps them exactly as delivered. This module's
+reader goes row by row and is the reference: ``columnar.py`` reads the common files a column
+at a time, and hands it any file it cannot vouch for.
 
 Every entry of the deliveries folder is accounted for: ``*.csv`` in any case and ``*.csv.gz``
 are deliveries; anything else is named in a warning (or refused, when its name says it is a
@@ -25,7 +27,7 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,61 +72,6 @@ class Row:
         return dict(zip(COLUMNS, self.values, strict=True))
 
 
-@dataclass(frozen=True)
-class MonthDelivery:
-    """One registration month, checked, from the one file that delivered it.
-
-    Its rows are not kept (a million rows would take a gigabyte): :meth:`read_rows` reads them
-    again when they are emitted, and refuses them unless they are exactly the rows checked.
-    """
-
-    month: str
-    path: Path
-    row_count: int
-    fingerprint: str
-
-    def read_rows(self, log: logging.Logger = logger) -> list[Row]:
-        """The month's rows, read again from its file; a file changed since it was checked
-        raises :class:`DeliveryError`, so a run never loads rows it did not check."""
-        rows = [
-            row for row in read_delivery(self.path, log, check=False) if row.month == self.month
-        ]
-        self.check_unchanged(rows)
-        return rows
-
-    def check_unchanged(self, rows: Sequence[Row]) -> None:
-        """Refuse ``rows`` (read again) unless they are exactly the rows checked."""
-        if len(rows) != self.row_count or fingerprint(rows) != self.fingerprint:
-            raise DeliveryError(
-                self.path.name,
-                None,
-                f"changed while the run was reading it (its rows of {self.month} differ from "
-                "the ones checked a moment before)",
-                rule="a delivery does not change during a run",
-                todo="Wait until the file is completely written, then run again.",
-            )
-
-
-def read_again(
-    deliveries: Sequence[MonthDelivery], log: logging.Logger = logger
-) -> Iterator[tuple[MonthDelivery, list[Row]]]:
-    """Each delivery's rows, read again and checked unchanged (:meth:`MonthDelivery.read_rows`),
-    reading each file once however many of its months are asked for: a file as published holds
-    up to 146 months, and reading it once per month would read it 146 times."""
-    by_path: dict[Path, list[MonthDelivery]] = {}
-    for delivery in deliveries:
-        by_path.setdefault(delivery.path, []).append(delivery)
-    for path, months in by_path.items():
-        wanted: dict[str, list[Row]] = {delivery.month: [] for delivery in months}
-        for row in read_delivery(path, log, check=False):
-            if row.month in wanted:
-                wanted[row.month].append(row)
-        for delivery in months:
-            rows = wanted.pop(delivery.month)
-            delivery.check_unchanged(rows)
-            yield delivery, rows
-
-
 def month_in_name(name: str) -> str | None:
     """The month a file is named for, or None when its name holds no (or several) months."""
     tokens = set(_NAME_MONTH_RE.findall(name))
@@ -152,8 +99,9 @@ def fingerprint(rows: Sequence[Row]) -> str:
     return digest.hexdigest()
 
 
-def _decode(path: Path) -> str:
-    """The file's text: UTF-8, with or without a byte order mark."""
+def read_bytes(path: Path) -> bytes:
+    """The delivery's bytes, decompressed when it is a ``.gz``; an unreadable or cut-short
+    file raises :class:`DeliveryError`."""
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -175,6 +123,12 @@ def _decode(path: Path) -> str:
                 rule="a .csv.gz delivery is a gzip-compressed CSV",
                 todo="Download or copy it again; it may have been cut short.",
             ) from None
+    return data
+
+
+def _decode(path: Path) -> str:
+    """The file's text: UTF-8, with or without a byte order mark."""
+    data = read_bytes(path)
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
         return data[skip:].decode("utf-8")
@@ -420,87 +374,3 @@ def check_manifest(path: Path, rows: int, entry: dict | None, log: logging.Logge
             f"{expected:,}" if isinstance(expected, int) else "?",
             f"{rows:,}",
         )
-
-
-def collect_months(
-    data_dir: Path, window: Sequence[str], log: logging.Logger = logger
-) -> dict[str, MonthDelivery]:
-    """Read and check every delivery that may hold months of ``window``; return those months.
-
-    Files named for a month outside the window are skipped unread (and named in the log).
-    Rows of other files whose month is outside the window are dropped (and counted in the
-    log). A month delivered by two files is an error, because the run could not tell which one
-    is the delivery, unless both hold exactly the same rows (a second copy of one download):
-    then the first file by name is used and a warning names the copy.
-    """
-    wanted = set(window)
-    found: dict[str, MonthDelivery] = {}
-    skipped_files: list[str] = []
-    scan = scan_folder(data_dir)
-    for problem in scan.ignored:
-        log.warning(
-            "%s: %s, so it is not read (rule: the deliveries folder holds deliveries)",
-            data_dir,
-            problem,
-        )
-    paths = scan.deliveries
-    if not paths:
-        log.warning(
-            "%s holds no deliveries (*.csv, *.csv.gz): there is nothing to extract (rule: the "
-            "deliveries folder holds deliveries)",
-            data_dir,
-        )
-    manifest = read_manifest(data_dir)
-    for path in paths:
-        name_month = month_in_name(path.name)
-        if name_month is not None and name_month not in wanted:
-            skipped_files.append(path.name)
-            continue
-        wait_until_settled(path, log)
-        delivered = read_delivery(path, log)
-        check_manifest(path, len(delivered), manifest.get(path.name), log)
-        by_month: dict[str, list[Row]] = {}
-        for row in delivered:
-            by_month.setdefault(row.month, []).append(row)
-        outside = {month: rows for month, rows in by_month.items() if month not in wanted}
-        if outside:
-            log.info(
-                "%s: skipped %d rows of months outside the window (%s)",
-                path.name,
-                sum(len(rows) for rows in outside.values()),
-                ", ".join(f"{month}: {len(rows)}" for month, rows in sorted(outside.items())),
-            )
-        for month, rows in by_month.items():
-            if month in outside:
-                continue
-            if month in found and found[month].fingerprint == fingerprint(rows):
-                log.warning(
-                    "%s, line %d: delivers %s with exactly the rows of %s (%d rows), so the "
-                    "month is loaded once, from %s (rule: each month comes from exactly one "
-                    "file in a run). Remove one of the two files.",
-                    path.name,
-                    rows[0].line,
-                    month,
-                    found[month].path.name,
-                    len(rows),
-                    found[month].path.name,
-                )
-                continue
-            if month in found:
-                raise DeliveryError(
-                    path.name,
-                    rows[0].line,
-                    f"rows of {month}, which {found[month].path.name} also delivers",
-                    column="month",
-                    rule="each month comes from exactly one file in a run",
-                    todo="Move one of the two files out of data_dir and run again.",
-                )
-            found[month] = MonthDelivery(month, path.resolve(), len(rows), fingerprint(rows))
-    if skipped_files:
-        log.info(
-            "Skipped %d files named for months outside the window %s, unread: %s",
-            len(skipped_files),
-            f"{window[0]}..{window[-1]}" if window else "(empty)",
-            ", ".join(skipped_files[:5]) + (", ..." if len(skipped_files) > 5 else ""),
-        )
-    return dict(sorted(found.items()))

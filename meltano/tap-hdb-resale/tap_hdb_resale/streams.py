@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import statistics
 import typing as t
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from singer_sdk import Stream
 from singer_sdk import typing as th
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_hdb_resale.api import ApiError, DataGovSgClient
-from tap_hdb_resale.deliveries import COLUMNS, collect_months, read_again, value_problem
+from tap_hdb_resale.batches import write_parquet_batch
+from tap_hdb_resale.deliveries import COLUMNS, value_problem
 from tap_hdb_resale.months import describe_months, month_range
 from tap_hdb_resale.resources import resource_of
 from tap_hdb_resale.state import (
@@ -25,6 +27,7 @@ from tap_hdb_resale.state import (
     read_months,
     remember,
 )
+from tap_hdb_resale.window import MonthDelivery, collect_months, stream_table
 
 # A re-delivered month with fewer rows than this share of its previous delivery, or a new
 # month this much smaller than the median of its neighbours, is named in a warning: it may be
@@ -83,16 +86,62 @@ class ResaleFlatPricesStream(Stream):
         The ``months`` bookmark changes only after the last record was handed over, so a
         STATE message never claims a month whose records were not all emitted.
         """
-        window = month_range(self.config["start_month"], self.config["end_month"])
-        known = self._known_months(window)
-        lookback = self.config.get("lookback_months")
-        if lookback is None:
-            lookback = DEFAULT_LOOKBACK_MONTHS
+        window, known, lookback = self._window()
         if self.config.get("data_dir"):
-            extracted = yield from self._from_files(window, known, lookback)
+            deliveries = self._plan_files(window, known, lookback)
+            for delivery in deliveries:
+                yield from delivery.records()
+            extracted = _extracted(deliveries)
         else:
             extracted = yield from self._from_api(window, known, lookback)
         self.stream_state["months"] = remember(known, extracted)
+
+    def get_batch_config(self, config: Mapping[str, Any]) -> BatchConfig | None:
+        """Files mode sends BATCH messages when ``batch_config`` is set (Meltano sets it, see
+        meltano/meltano.yml) unless ``batch_messages`` is false; API mode always sends RECORD
+        messages, page by page."""
+        batches = config.get("data_dir") and config.get("batch_messages", True)
+        return super().get_batch_config(config) if batches else None
+
+    def get_batches(
+        self, batch_config: BatchConfig, context: Mapping[str, Any] | None = None
+    ) -> Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
+        """Files mode: the planned months' rows, exactly as checked, in one Parquet file named
+        by one BATCH message.
+
+        The SDK writes a STATE message right after each BATCH message: the ``months`` bookmark
+        changes just before the batch is handed over, so that STATE is the first to claim the
+        months, and it follows the batch holding their rows. (Another format than Parquet goes
+        through the SDK's own batcher, record by record.)
+        """
+        if batch_config.encoding.format != "parquet":
+            yield from super().get_batches(batch_config, context)
+            return
+        window, known, lookback = self._window()
+        deliveries = self._plan_files(window, known, lookback)
+        months = remember(known, _extracted(deliveries))
+        if deliveries:
+            url = write_parquet_batch(
+                stream_table(deliveries), batch_config, self.tap_name, self.name
+            )
+            self.logger.info(
+                "Wrote %s rows of %d month(s) to the batch file %s",
+                f"{sum(d.row_count for d in deliveries):,}",
+                len(deliveries),
+                url,
+            )
+            self.stream_state["months"] = months
+            yield batch_config.encoding, [url]
+        else:
+            self.stream_state["months"] = months
+
+    def _window(self) -> tuple[list[str], dict[str, dict[str, Any]], int]:
+        """The run's months, what is loaded of them, and the lookback setting."""
+        window = month_range(self.config["start_month"], self.config["end_month"])
+        lookback = self.config.get("lookback_months")
+        if lookback is None:
+            lookback = DEFAULT_LOOKBACK_MONTHS
+        return window, self._known_months(window), lookback
 
     def _known_months(self, window: Sequence[str]) -> dict[str, dict[str, Any]]:
         """What is loaded: the warehouse's own record when the project passes it (setting
@@ -176,8 +225,9 @@ class ResaleFlatPricesStream(Stream):
                         f"{typical:,.0f}",
                     )
 
-    def _from_files(self, window: Sequence[str], known: dict, lookback: int) -> Extraction:
-        """Files mode: check every delivery of the window first, then emit the planned months."""
+    def _plan_files(self, window: Sequence[str], known: dict, lookback: int) -> list[MonthDelivery]:
+        """Files mode: read and check every delivery of the window, then return the months
+        the plan extracts, with their rows."""
         folder = Path(self.config["data_dir"])
         deliveries = collect_months(folder, window, self.logger)
         fingerprints = {month: delivery.fingerprint for month, delivery in deliveries.items()}
@@ -186,17 +236,7 @@ class ResaleFlatPricesStream(Stream):
         self._warn_small_months(
             {m: deliveries[m].row_count for m in plan.extract}, plan.extract, known, str(folder)
         )
-        for delivery, rows in read_again([deliveries[m] for m in plan.extract], self.logger):
-            source = str(delivery.path)
-            dataset_id = resource_of(delivery.month).dataset_id
-            for row in rows:
-                yield {
-                    **row.as_record(),
-                    "_source": source,
-                    "_source_row": row.line,
-                    "_dataset_id": dataset_id,
-                }
-        return {month: (deliveries[month].row_count, fingerprints[month]) for month in plan.extract}
+        return [deliveries[month] for month in plan.extract]
 
     def _from_api(self, window: Sequence[str], known: dict, lookback: int) -> Extraction:
         """API mode: ask data.gov.sg for each planned month, page by page."""
@@ -221,6 +261,11 @@ class ResaleFlatPricesStream(Stream):
             {m: n for m, (n, _) in extracted.items()}, plan.extract, known, "data.gov.sg"
         )
         return extracted
+
+
+def _extracted(deliveries: Sequence[MonthDelivery]) -> dict[str, tuple[int, str | None]]:
+    """Each delivered month's rows and fingerprint, for the ``months`` bookmark."""
+    return {delivery.month: (delivery.row_count, delivery.fingerprint) for delivery in deliveries}
 
 
 def _api_record(values: Mapping[str, str], month: str, source: str, number: int) -> dict:

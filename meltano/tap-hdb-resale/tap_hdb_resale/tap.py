@@ -82,8 +82,10 @@ class TapHdbResale(Tap):
     message_writer_class = _Writer
     message_writer: _Writer
     # The SDK's defaults minus ACTIVATE_VERSION (which tells a loader to drop earlier rows:
-    # wrong for an append-only raw layer) and BATCH (the project's loader reads records).
+    # wrong for an append-only raw layer). BATCH: in files mode, with ``batch_config`` set, the
+    # rows go to the loader as a Parquet file named by a BATCH message (streams.py).
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
+        PluginCapabilities.BATCH,
         TapCapabilities.CATALOG,
         TapCapabilities.STATE,
         TapCapabilities.DISCOVER,
@@ -131,6 +133,13 @@ class TapHdbResale(Tap):
             "the rows and fingerprint of its latest accepted delivery and the deliveries the "
             "validation gate rejected. The project passes it on every run, so the warehouse, "
             "not Meltano's state, decides which months are loaded. Unset: Meltano's state.",
+        ),
+        th.Property(
+            "batch_messages",
+            th.BooleanType,
+            default=True,
+            description="Files mode with batch_config set: send the rows as one BATCH file "
+            "(true) or as one RECORD message per row (false). API mode always sends records.",
         ),
         th.Property(
             "api_url",

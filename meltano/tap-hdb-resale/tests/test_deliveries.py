@@ -20,13 +20,13 @@ from tap_helpers import run_tap, sale, write_csv
 from tap_hdb_resale.deliveries import (
     COLUMNS,
     DeliveryError,
-    collect_months,
     read_delivery,
     scan_folder,
     wait_until_settled,
 )
 from tap_hdb_resale.resources import CURRENT
 from tap_hdb_resale.tap import TapHdbResale
+from tap_hdb_resale.window import collect_months
 
 
 def files_config(folder: Path, start: str = "2023-01", end: str = "2023-12") -> dict:

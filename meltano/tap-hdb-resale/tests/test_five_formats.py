@@ -13,7 +13,7 @@ import pytest
 from tap_helpers import REPO_ROOT, json_reply, run_tap, sale, write_csv
 
 from tap_hdb_resale.api import DataGovSgClient
-from tap_hdb_resale.deliveries import DeliveryError, collect_months, month_in_name, read_delivery
+from tap_hdb_resale.deliveries import DeliveryError, month_in_name, read_delivery
 from tap_hdb_resale.resources import (
     COLUMNS,
     CURRENT,
@@ -23,6 +23,7 @@ from tap_hdb_resale.resources import (
     resource_of,
 )
 from tap_hdb_resale.tap import TapHdbResale
+from tap_hdb_resale.window import collect_months
 
 HISTORY = REPO_ROOT / "data" / "history_sample"
 
@@ -179,17 +180,14 @@ def test_the_resource_id_setting_overrides_the_newest_resource_only() -> None:
 
 
 def test_a_multi_month_file_is_read_once_to_emit_all_its_months(tmp_path: Path, monkeypatch):
-    import tap_hdb_resale.deliveries as deliveries
+    import tap_hdb_resale.window as window
 
     shutil.copy(HISTORY / RESOURCES[1].file_name, tmp_path)
-    found = collect_months(tmp_path, [f"2001-{m:02d}" for m in range(1, 13)])
     reads: list[str] = []
-    real = deliveries.read_delivery
+    real = window.read_table
     monkeypatch.setattr(
-        deliveries,
-        "read_delivery",
-        lambda path, *a, **k: reads.append(path.name) or real(path, *a, **k),
+        window, "read_table", lambda path, *a, **k: reads.append(path.name) or real(path, *a, **k)
     )
-    emitted = list(deliveries.read_again(list(found.values())))
+    run = run_tap({"data_dir": str(tmp_path), "start_month": "2001-01", "end_month": "2001-12"})
     assert reads == [RESOURCES[1].file_name]
-    assert [(d.month, len(rows)) for d, rows in emitted] == [(m, 2) for m in found]
+    assert run.month_counts() == {f"2001-{m:02d}": 2 for m in range(1, 13)}

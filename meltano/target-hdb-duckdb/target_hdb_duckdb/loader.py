@@ -6,6 +6,10 @@ delivered: rows, the tap's fingerprint of their content and the source. That rec
 Meltano's state, is what the next run compares deliveries with. Nothing is visible until
 :meth:`DuckDBLoader.commit`; :meth:`DuckDBLoader.abort` (or a crash) leaves the database
 exactly as it was.
+
+Rows arrive as RECORD messages (buffered, then inserted in batches) or as BATCH messages
+naming Parquet or JSON Lines files, which DuckDB reads straight into the table
+(:meth:`DuckDBLoader.add_batch`), inside the same transaction.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import duckdb
-import pandas as pd
 
 _IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 METADATA_COLUMNS = {"_load_id": "varchar", "_loaded_at": "timestamp"}
@@ -80,10 +84,32 @@ def load_tables_ddl(schema: str) -> list[str]:
     ]
 
 
+def batch_paths(manifest: list[str]) -> list[str]:
+    """The local files a BATCH message's manifest names (``file://`` URLs or plain paths)."""
+    if not manifest:
+        raise LoaderError("A BATCH message names no files (its manifest is empty).")
+    paths = []
+    for entry in manifest:
+        url = urlparse(entry)
+        if url.scheme not in ("", "file"):
+            raise LoaderError(
+                f"BATCH file {entry} is not on this machine: this loader reads file:// URLs."
+            )
+        path = Path(unquote(url.path) if url.scheme else entry)
+        if not path.is_file():
+            raise LoaderError(
+                f"BATCH file {path} does not exist: the tap wrote it elsewhere, or it was "
+                "removed before the load. Nothing was loaded; run again."
+            )
+        paths.append(str(path))
+    return paths
+
+
 @dataclass
 class _Stream:
     table: str
     columns: list[str]
+    types: list[str]
     rows: list[tuple] = field(default_factory=list)
     row_count: int = 0
     month_counts: dict[str, int] = field(default_factory=dict)
@@ -101,6 +127,8 @@ class DuckDBLoader:
         self.load_id = uuid.uuid4().hex
         self.con = duckdb.connect(str(path))
         self.streams: dict[str, _Stream] = {}
+        # The files of the BATCH messages loaded: removed once the load has committed.
+        self.batch_files: list[str] = []
         self.con.execute("begin transaction")
         self.con.execute(f"create schema if not exists {quote(schema)}")
         for statement in load_tables_ddl(schema):
@@ -141,6 +169,7 @@ class DuckDBLoader:
         self.streams[stream] = _Stream(
             table=table,
             columns=list(properties),
+            types=[wanted[name] for name in properties],
             row_count=previous.row_count if previous else 0,
             month_counts=previous.month_counts if previous else {},
             month_sources=previous.month_sources if previous else {},
@@ -166,9 +195,84 @@ class DuckDBLoader:
         if len(state.rows) >= self.batch_rows:
             self._flush(state)
 
+    def add_batch(self, stream: str, encoding: dict[str, Any], manifest: list[str]) -> int:
+        """Insert the rows of a BATCH message's files, count them by month; return the rows.
+
+        The files' columns must be the stream's, and a column the table keeps as text must be
+        text in the files: a value is loaded as delivered or not at all. The files are read
+        inside this run's transaction, so they land with the rest of the run or not at all.
+        """
+        state = self.streams.get(stream)
+        if state is None:
+            raise LoaderError(f"BATCH for stream {stream!r} arrived before its SCHEMA.")
+        paths = batch_paths(manifest)
+        kind = (encoding or {}).get("format")
+        if kind == "parquet":
+            source = "read_parquet($files)"
+        elif kind == "jsonl":
+            types = dict(zip(state.columns, state.types, strict=True))
+            # quote() lets through letters, digits and underscores only: safe in '...' too.
+            columns = "{" + ", ".join(f"'{quote(n)[1:-1]}': '{t}'" for n, t in types.items()) + "}"
+            source = f"read_json($files, format = 'newline_delimited', columns = {columns})"
+        else:
+            raise LoaderError(
+                f"BATCH for stream {stream!r} is encoded as {kind!r}: this loader reads "
+                "parquet and jsonl batch files."
+            )
+        self._flush(state)
+        found = self.con.execute(f"describe select * from {source}", {"files": paths}).fetchall()
+        sent = {row[0]: row[1] for row in found}
+        if kind == "jsonl":  # read_json takes the declared columns: look for any other key
+            sent = {
+                row[0]: "VARCHAR"
+                for row in self.con.execute(
+                    "select distinct unnest(json_keys(json)) from read_json_objects($files)",
+                    {"files": paths},
+                ).fetchall()
+            }
+        unknown = sent.keys() - set(state.columns)
+        if unknown:
+            raise LoaderError(
+                f"BATCH for stream {stream!r} has fields not in its SCHEMA: {sorted(unknown)} "
+                f"(files {', '.join(paths)})."
+            )
+        for name, kind in zip(state.columns, state.types, strict=True):
+            if name in sent and kind == "varchar" and sent[name] != "VARCHAR":
+                raise LoaderError(
+                    f"BATCH for stream {stream!r}: column {name} is {sent[name]} in the files "
+                    f"{', '.join(paths)}, where the stream sends text: raw keeps values as "
+                    "delivered, so it takes text only."
+                )
+        names = ", ".join(quote(n) for n in sent)
+        self.con.execute(
+            f"insert into {state.table} ({names}, _load_id, _loaded_at) "
+            f"select {names}, $load_id, $loaded_at from {source}",
+            {"files": paths, "load_id": self.load_id, "loaded_at": self.loaded_at},
+        )
+        self.batch_files += paths
+        if "month" not in sent:
+            count = f"select count(*) from {source}"
+            (rows,) = self.con.execute(count, {"files": paths}).fetchone()
+            state.row_count += rows
+            return rows
+        source_column = "min(_source)" if "_source" in sent else "null"
+        total = 0
+        for month, rows, first_source in self.con.execute(
+            f"select month, count(*), {source_column} from {source} group by month",
+            {"files": paths},
+        ).fetchall():
+            total += rows
+            if month is not None:
+                state.month_sources.setdefault(month, first_source)
+                state.month_counts[month] = state.month_counts.get(month, 0) + rows
+        state.row_count += total
+        return total
+
     def _flush(self, state: _Stream) -> None:
         if not state.rows:
             return
+        import pandas as pd  # only RECORD messages need it: a BATCH run starts without it
+
         incoming = pd.DataFrame.from_records(state.rows, columns=state.columns)
         for name in state.columns:
             incoming[name] = incoming[name].astype(object)

@@ -10,11 +10,17 @@ received the target also checks that the closing state records exactly that many
 (``bookmarks.<stream>.months.<month>.rows``, as tap-hdb-resale writes once a month is done).
 State goes to stdout only after the commit, so Meltano never stores state for rows that did
 not land.
+
+Rows come as RECORD messages or as BATCH messages naming Parquet (or JSON Lines) files, which
+DuckDB reads in bulk into the same transaction; for the rules above a BATCH counts as its
+rows. Once the load has committed and the state is out, the batch files are removed; after a
+failure they stay where they are, named in the error, for a look at what the tap sent.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -29,7 +35,7 @@ LOGGER = logging.getLogger("target-hdb-duckdb")
 ABOUT = {
     "name": "target-hdb-duckdb",
     "description": __doc__.strip().splitlines()[0],
-    "capabilities": ["about"],
+    "capabilities": ["about", "batch"],
     "settings": [
         {"name": "database_path", "kind": "string", "description": "The DuckDB file to load."},
         {"name": "default_target_schema", "kind": "string", "description": "Schema (raw)."},
@@ -60,7 +66,7 @@ def load(lines: Iterable[str], config: dict[str, Any], out: IO[str]) -> dict[str
     verify_months = bool(config.get("verify_month_counts", True))
     state: Any = None
     state_after_last_record = False
-    records = 0
+    records = 0  # RECORD and BATCH messages
     try:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -74,6 +80,17 @@ def load(lines: Iterable[str], config: dict[str, Any], out: IO[str]) -> dict[str
                 loader.add(message["stream"], message["record"])
                 records += 1
                 state_after_last_record = False
+            elif kind == "BATCH":
+                rows = loader.add_batch(
+                    message["stream"], message.get("encoding"), message["manifest"]
+                )
+                LOGGER.info(
+                    "Inserted %d rows from the batch file(s) %s; committed with the run",
+                    rows,
+                    ", ".join(message["manifest"]),
+                )
+                records += 1
+                state_after_last_record = False
             elif kind == "SCHEMA":
                 loader.register(message["stream"], message["schema"])
             elif kind == "STATE":
@@ -82,9 +99,9 @@ def load(lines: Iterable[str], config: dict[str, Any], out: IO[str]) -> dict[str
             # ACTIVATE_VERSION and other messages carry nothing this append-only target needs.
         if records and not state_after_last_record:
             raise IncompleteStreamError(
-                f"The input stopped after {records} records without the tap's closing STATE "
-                "message: the extract did not finish, so nothing was loaded. See the tap's "
-                "error above, fix it, and run again."
+                f"The input stopped after {records} records or batches without the tap's "
+                "closing STATE message: the extract did not finish, so nothing was loaded. See "
+                "the tap's error above, fix it, and run again."
             )
         unconfirmed = loader.unconfirmed_months(state) if verify_months else []
         if unconfirmed:
@@ -97,10 +114,19 @@ def load(lines: Iterable[str], config: dict[str, Any], out: IO[str]) -> dict[str
         counts = loader.commit(state)
     except BaseException:
         loader.abort()
+        if loader.batch_files:
+            LOGGER.error(
+                "Nothing was loaded. The batch files of this run are kept for a look at what "
+                "the tap sent (delete them when done): %s",
+                ", ".join(loader.batch_files),
+            )
         raise
     if state is not None:
         out.write(json.dumps(state) + "\n")
         out.flush()
+    for path in loader.batch_files:
+        with contextlib.suppress(OSError):  # loaded and committed: the file has done its job
+            Path(path).unlink()
     for stream, count in counts.items():
         LOGGER.info("Loaded %d rows into stream %s as load %s", count, stream, loader.load_id)
     if not counts:
