@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -172,6 +173,9 @@ _RUN_SPECIFIC_COLUMNS = ("_load_id", "_loaded_at")
 # or a concurrent run's. The folders live under dbt_target_dir()/runs/, newest last by name.
 RUNS_FOLDER = "runs"
 KEEP_RUN_TARGETS = 5
+# A folder younger than this is kept whatever their number: runs of other months may be using
+# theirs at the same time (a class's run queue starts several at once).
+KEEP_RECENT_SECONDS = 3600
 PARTIAL_PARSE = "partial_parse.msgpack"
 
 
@@ -187,7 +191,8 @@ def new_run_target(base: Path | None = None) -> Path:
     dbt keeps its parsed project (``partial_parse.msgpack``) in the target folder, and a fresh
     folder would mean a full parse every run (1.3 s more for a build of one month), so the
     newest parsed project beside it is copied in first; dbt re-parses whatever changed. Only
-    the latest :data:`KEEP_RUN_TARGETS` folders are kept.
+    the latest :data:`KEEP_RUN_TARGETS` folders are kept, and any of the last hour
+    (:data:`KEEP_RECENT_SECONDS`), which a concurrent run may still be reading.
     """
     base = base or dbt_target_dir()
     earlier = run_targets(base)
@@ -198,14 +203,32 @@ def new_run_target(base: Path | None = None) -> Path:
     if parsed:
         newest = max(parsed, key=lambda p: (p / PARTIAL_PARSE).stat().st_mtime)
         shutil.copyfile(newest / PARTIAL_PARSE, folder / PARTIAL_PARSE)
+    recent = time.time() - KEEP_RECENT_SECONDS
     for old in earlier[: max(0, len(earlier) - (KEEP_RUN_TARGETS - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.stat().st_mtime < recent:
+            shutil.rmtree(old, ignore_errors=True)
     return folder
 
 
-def latest_run_target(base: Path | None = None) -> Path | None:
-    """The newest run folder holding dbt's results (``run_results.json``), or None."""
+def latest_run_target(
+    base: Path | None = None, *, which: str | None = None, window: tuple[str, str] | None = None
+) -> Path | None:
+    """The newest run folder holding dbt's results (``run_results.json``), or None; with
+    ``which`` and ``window``, the newest of ``dbt <which>`` over that window (runs of other
+    months may run dbt at the same time, in folders of their own), else the newest of any."""
     found = [p for p in run_targets(base) if (p / "run_results.json").is_file()]
+    if which is not None and window is not None:
+        for target in reversed(found):
+            try:
+                args = json.loads((target / "run_results.json").read_text()).get("args", {})
+            except (OSError, ValueError):
+                continue  # dbt still writing it
+            vars_ = args.get("vars") or {}
+            if args.get("which") == which and (
+                vars_.get("start_month"),
+                vars_.get("end_month"),
+            ) == tuple(window):
+                return target
     return found[-1] if found else None
 
 
@@ -273,8 +296,10 @@ def describe_summary(summary: dict[str, dict[str, int]]) -> str:
     return "; ".join(parts)
 
 
-def _read_artifacts(target_dir: Path | None) -> tuple[list[dict], dict]:
-    target = target_dir or latest_run_target() or dbt_target_dir()
+def _read_artifacts(
+    target_dir: Path | None, window: tuple[str, str] | None = None
+) -> tuple[list[dict], dict]:
+    target = target_dir or latest_run_target(which="build", window=window) or dbt_target_dir()
     results_path, manifest_path = target / "run_results.json", target / "manifest.json"
     if not results_path.exists() or not manifest_path.exists():
         raise FileNotFoundError(
@@ -290,15 +315,16 @@ def built_models(
     end: Month | str,
     target_dir: Path | None = None,
 ) -> pd.DataFrame:
-    """The seeds and models of dbt's last run (its folder, :func:`latest_run_target`, unless
-    ``target_dir`` names another): how each is materialized, its status, its rows.
+    """The seeds and models of dbt's last build of the window (its folder,
+    :func:`latest_run_target`, unless ``target_dir`` names another): how each is materialized,
+    its status, its rows.
 
     ``rows`` counts the whole relation; ``rows_in_window`` the rows whose ``month_key`` lies in
     ``start``..``end`` (empty for relations without months). Seeds, staging, then the marts,
     each model after those it reads: the table reads in the order data flows.
     """
     start, end = str(Month.parse(str(start))), str(Month.parse(str(end)))
-    results, manifest = _read_artifacts(target_dir)
+    results, manifest = _read_artifacts(target_dir, (start, end))
     built = []
     for result in results:
         node = manifest["nodes"].get(result["unique_id"])
