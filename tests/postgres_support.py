@@ -1,7 +1,7 @@
 """A real PostgreSQL server for the shared class mode's tests, one per test session.
 
-Use it through the fixture ``postgres_server`` (import it into a test module, or into
-conftest.py): it starts Debian's PostgreSQL (``classroom.postgres_server.LocalPostgres``) on
+Use it through the fixture ``postgres_server`` (tests/conftest.py imports it, so every test
+can ask for it): it starts Debian's PostgreSQL (``classroom.postgres_server.LocalPostgres``) on
 127.0.0.1 in a fresh folder and stops it when the session ends. Without the server programs the
 tests using it are skipped, except under CI (``CI`` set), where they fail: CI installs them.
 
