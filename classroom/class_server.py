@@ -34,16 +34,19 @@ from psycopg2 import sql
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from classroom.postgres_server import DEFAULT_PORT, HOST, SUPERUSER, LocalPostgres
-from hdb_elt.settings import REPO_ROOT, display_path, environment
+from dagster_orchestration.constants import DAGSTER_PG_URL_ENV
+from hdb_elt.settings import (
+    CATALOG_SETTING,
+    DATA_PATH_SETTING,
+    REPO_ROOT,
+    display_path,
+    environment,
+)
 
 DEFAULT_FOLDER = REPO_ROOT / ".class_server"
 DEFAULT_CLASS = "hdb"
 DEFAULT_DATA_PATH = REPO_ROOT / "data" / "lake"
 SUPERUSER_DSN_ENV = "HDB_CLASS_SUPERUSER_DSN"
-# The settings the printed .env lines set (hdb_elt.settings and dagster_class.yaml read them).
-CATALOG_ENV = "HDB_WAREHOUSE_CATALOG"
-DATA_PATH_ENV = "HDB_WAREHOUSE_DATA_PATH"
-DAGSTER_PG_URL_ENV = "DAGSTER_PG_URL"
 
 # A class's and a learner's name become parts of PostgreSQL role and database names.
 NAME = re.compile(r"[a-z][a-z0-9_]{0,19}")
@@ -160,12 +163,13 @@ class ClassSetup:
         )
 
     def instructor_env(self) -> str:
+        catalog = self.catalog_dsn(self.names.pipeline, self.pipeline_password)
         return "\n".join(
             [
                 "# The class's pipeline: writes the shared warehouse, runs the class's Dagster.",
                 "# Keep it private: it can change the marts.",
-                f"{CATALOG_ENV}={self.catalog_dsn(self.names.pipeline, self.pipeline_password)}",
-                f"{DATA_PATH_ENV}={self.data_path}",
+                f"{CATALOG_SETTING}={catalog}",
+                f"{DATA_PATH_SETTING}={self.data_path}",
                 f"{DAGSTER_PG_URL_ENV}={self.dagster_pg_url()}",
             ]
         )
@@ -176,8 +180,8 @@ class ClassSetup:
             [
                 f"# {learner}: reads the class's shared warehouse (role {role}, read-only).",
                 f"# Launch runs in the class's Dagster UI: {self.dagster_url}",
-                f"{CATALOG_ENV}={self.catalog_dsn(role, self.learner_passwords[learner])}",
-                f"{DATA_PATH_ENV}={self.data_path}",
+                f"{CATALOG_SETTING}={self.catalog_dsn(role, self.learner_passwords[learner])}",
+                f"{DATA_PATH_SETTING}={self.data_path}",
             ]
         )
 
@@ -360,7 +364,7 @@ def run_class_server(
     names = ClassNames(check_name(class_name, "The class name"))
     dsn = dsn or env.get(SUPERUSER_DSN_ENV, "").strip() or None
     if data_path is None:
-        configured = env.get(DATA_PATH_ENV, "").strip()
+        configured = env.get(DATA_PATH_SETTING, "").strip()
         data_path = Path(configured) if configured else DEFAULT_DATA_PATH
     if not data_path.is_absolute():
         data_path = REPO_ROOT / data_path

@@ -20,15 +20,13 @@ from dagster_orchestration.constants import (
     DAGSTER_YAML,
     DEFAULT_DAGSTER_HOME,
 )
-from hdb_elt.settings import environment
+from hdb_elt.settings import CATALOG_SETTING, environment
 
 # The first line of each of our instance files: a dagster.yaml starting with one is ours to
 # replace; any other is someone's own, left alone.
 MARKERS = tuple(
     path.read_text(encoding="utf-8").splitlines()[0] for path in (DAGSTER_YAML, DAGSTER_CLASS_YAML)
 )
-# The setting that makes the warehouse the shared one (hdb_elt.settings reads it too).
-CATALOG_ENV = "HDB_WAREHOUSE_CATALOG"
 
 
 class ClassInstanceError(RuntimeError):
@@ -39,11 +37,11 @@ def instance_yaml(env: Mapping[str, str] | None = None) -> Path:
     """The instance settings the environment (and ``.env``) calls for: the class's when the
     warehouse is the shared one, else the laptop's."""
     values = environment(env)
-    if not values.get(CATALOG_ENV, "").strip():
+    if not values.get(CATALOG_SETTING, "").strip():
         return DAGSTER_YAML
     if not values.get(DAGSTER_PG_URL_ENV, "").strip():
         raise ClassInstanceError(
-            f"{CATALOG_ENV} is set (the class's shared warehouse), so runs go to the class's "
+            f"{CATALOG_SETTING} is set (the class's shared warehouse), so runs go to the class's "
             f"Dagster instance in PostgreSQL, but {DAGSTER_PG_URL_ENV} is not set. Learners: "
             f"launch runs in the class's Dagster UI (its address is in your .env from the "
             f"instructor). Instructors: add the {DAGSTER_PG_URL_ENV}=postgresql://... line that "

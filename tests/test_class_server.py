@@ -16,7 +16,7 @@ import duckdb
 import psycopg2
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, job, op
-from postgres_support import PostgresServer, postgres_server  # noqa: F401 (the fixture)
+from postgres_support import PostgresServer
 
 from classroom.class_server import (
     ClassNames,
@@ -27,6 +27,8 @@ from classroom.class_server import (
 from classroom.cli import main as classroom_main
 from dagster_orchestration.constants import DAGSTER_CLASS_YAML, DAGSTER_YAML
 from dagster_orchestration.home import ClassInstanceError, instance_yaml, prepare_home
+from hdb_elt.settings import Lake
+from hdb_elt.warehouse import open_lake
 
 LEARNERS = ["alice", "bob"]
 
@@ -63,24 +65,9 @@ def pg(dsn: str, dbname: str | None = None):
     return con
 
 
-# The lake as the pipeline and the notebooks attach it (catalog in PostgreSQL, files in a folder).
-EXTENSIONS = Path(duckdb.__file__).resolve().parent.parent / "duckdb_ext" / "extensions"
-
-
 def attach_lake(catalog: str, data_path: str, *, read_only: bool = False):
-    con = duckdb.connect(
-        config={
-            "extension_directory": str(EXTENSIONS),
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-        }
-    )
-    con.execute("load ducklake")
-    con.execute("load postgres")
-    mode = ", read_only" if read_only else ""
-    con.execute(f"attach 'ducklake:postgres:{catalog}' as lake (data_path '{data_path}/'{mode})")
-    con.execute("use lake")
-    return con
+    """The lake as the pipeline and the notebooks open it (hdb_elt.warehouse)."""
+    return open_lake(Lake(catalog, Path(data_path)), read_only=read_only)
 
 
 def test_a_learner_name_that_cannot_be_a_role_is_refused(tmp_path: Path) -> None:
@@ -93,7 +80,7 @@ def test_a_learner_name_that_cannot_be_a_role_is_refused(tmp_path: Path) -> None
 
 
 def test_the_class_is_set_up_once_and_its_env_lines_connect(
-    postgres_server: PostgresServer,  # noqa: F811
+    postgres_server: PostgresServer,
     tmp_path: Path,
 ) -> None:
     names, first = set_up(postgres_server, tmp_path)
@@ -158,7 +145,7 @@ def test_the_class_is_set_up_once_and_its_env_lines_connect(
 
 
 def test_a_learner_reads_the_marts_and_cannot_write_them(
-    postgres_server: PostgresServer,  # noqa: F811
+    postgres_server: PostgresServer,
     tmp_path: Path,
 ) -> None:
     _, out = set_up(postgres_server, tmp_path)
@@ -215,7 +202,7 @@ def hello_class() -> None:
 
 
 def test_the_class_instance_keeps_its_runs_in_postgres(
-    postgres_server: PostgresServer,  # noqa: F811
+    postgres_server: PostgresServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
