@@ -20,7 +20,7 @@ from dagster_orchestration.constants import (
     DAGSTER_YAML,
     DEFAULT_DAGSTER_HOME,
 )
-from hdb_elt.settings import CATALOG_SETTING, environment
+from hdb_elt.settings import CATALOG_SETTING, SettingsError, environment
 
 # The first line of each of our instance files: a dagster.yaml starting with one is ours to
 # replace; any other is someone's own, left alone.
@@ -29,7 +29,7 @@ MARKERS = tuple(
 )
 
 
-class ClassInstanceError(RuntimeError):
+class ClassInstanceError(SettingsError):
     """The shared warehouse is set, but not the class's Dagster storage."""
 
 
