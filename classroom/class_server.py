@@ -151,9 +151,10 @@ class ClassSetup:
     created: list[str] = field(default_factory=list)
 
     def catalog_dsn(self, user: str, password: str) -> str:
+        # Quoted: the value has spaces, and a shell's `source .env` must read it whole too.
         return (
-            f"host={self.host} port={self.port} dbname={self.names.lake_db} "
-            f"user={user} password={password}"
+            f"'host={self.host} port={self.port} dbname={self.names.lake_db} "
+            f"user={user} password={password}'"
         )
 
     def dagster_pg_url(self) -> str:

@@ -8,6 +8,8 @@ of its own name, so their databases and roles never meet.
 
 from __future__ import annotations
 
+import io
+import subprocess
 import uuid
 from contextlib import closing
 from pathlib import Path
@@ -16,6 +18,7 @@ import duckdb
 import psycopg2
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, job, op
+from dotenv import dotenv_values
 from postgres_support import PostgresServer
 
 from classroom.class_server import (
@@ -34,13 +37,9 @@ LEARNERS = ["alice", "bob"]
 
 
 def env_lines(text: str, heading: str) -> dict[str, str]:
-    """The ``NAME=value`` lines printed under ``== <heading>``."""
-    block = text.split(f"== {heading}", 1)[1].split("\n\n", 1)[0]
-    return dict(
-        line.split("=", 1)
-        for line in block.splitlines()[1:]
-        if "=" in line and not line.startswith("#")
-    )
+    """The settings printed under ``== <heading>``, read as a ``.env`` file is read."""
+    block = text.split(f"== {heading}", 1)[1].split("\n\n", 1)[0].split("\n", 1)[1]
+    return dict(dotenv_values(stream=io.StringIO(block)))
 
 
 def set_up(server: PostgresServer, folder: Path, learners: list[str] = LEARNERS) -> tuple:
@@ -110,6 +109,15 @@ def test_the_class_is_set_up_once_and_its_env_lines_connect(
 
     instructor = env_lines(first, "The instructor's .env")
     alice = env_lines(first, "alice's .env")
+    # A shell reads the files handed out the same way (`set -a; source .env`).
+    script = 'set -a; source "$1"; echo "$HDB_WAREHOUSE_CATALOG"'
+    sourced = subprocess.run(
+        ["bash", "-c", script, "-", str(tmp_path / "env" / "alice.env")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert sourced == alice["HDB_WAREHOUSE_CATALOG"] and "password=" in sourced
     assert alice["HDB_WAREHOUSE_DATA_PATH"] == str((tmp_path / "lake").resolve())
     assert "http://127.0.0.1:3999" in first.split("== alice's .env", 1)[1]
 
