@@ -175,3 +175,12 @@ def test_staging_and_the_bench_floor_join_the_flat_model_spellings_seed() -> Non
     floor = DBT_PROJECT_DIR.parent / "bench" / "floor.py"
     assert "ref('flat_model_spellings')" in staging.read_text()
     assert 'SEEDS / "flat_model_spellings.csv"' in floor.read_text()
+
+
+def test_the_class_instance_reads_its_storage_from_the_variable_the_class_server_prints() -> None:
+    """dagster_class.yaml names DAGSTER_PG_URL (YAML cannot import it); the class server prints
+    it, and the instance choice checks it, from dagster_orchestration.constants."""
+    from dagster_orchestration.constants import DAGSTER_CLASS_YAML, DAGSTER_PG_URL_ENV
+
+    config = yaml.safe_load(DAGSTER_CLASS_YAML.read_text())
+    assert config["storage"]["postgres"]["postgres_url"] == {"env": DAGSTER_PG_URL_ENV}
