@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,23 @@ def test_on_the_lake_a_bad_delivery_changes_nothing_a_bad_row_is_quarantined_and
     assert again.stage is None, again.message
     assert "nothing new to load" in again.message
     assert state()["fact"] == after["fact"] and state()["raw"] == after["raw"]
+
+
+@pytest.mark.slow
+def test_the_doctor_checks_the_shared_warehouse(
+    lake_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from classroom.doctor import FAIL, OK, check_lake
+
+    for name, value in lake_env.items():
+        monkeypatch.setenv(name, value)
+    lake = load_settings(dotenv=False).lake
+    assert check_lake(lake).status == OK and "empty" in check_lake(lake).detail
+    ensure_warehouse(tmp_path / "unused.duckdb")
+    found = check_lake(lake)
+    assert found.status == OK and "reachable, at snapshot" in found.detail
+    down = replace(lake, catalog=lake.catalog.replace("port=", "port=1"))
+    found = check_lake(down)
+    assert found.status == FAIL and "PostgreSQL server is running" in found.fix
+    assert "password" not in found.detail + found.fix
+    assert check_lake(replace(lake, data_path=tmp_path / "missing")).status == FAIL
