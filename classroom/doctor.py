@@ -35,12 +35,19 @@ from hdb_elt.settings import (
     DATASET_ID,
     MELTANO_PROJECT_DIR,
     REPO_ROOT,
+    Lake,
     Settings,
     SettingsError,
     display_path,
     load_settings,
 )
-from hdb_elt.warehouse import WarehouseLockedError, open_warehouse
+from hdb_elt.warehouse import (
+    LAKE_ALIAS,
+    WarehouseLockedError,
+    WarehouseUnavailableError,
+    open_lake,
+    open_warehouse,
+)
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
@@ -340,6 +347,29 @@ def check_duckdb(warehouse: Path, users: dict[str, Path] | None = None) -> Check
     return Check("duckdb", OK, ", ".join(versions) + f": each opened {display_path(warehouse)}")
 
 
+def check_lake(lake: Lake) -> Check:
+    """The shared warehouse: its catalog answers, and its data folder is there."""
+    if not lake.data_path.is_dir():
+        return Check(
+            "warehouse",
+            FAIL,
+            f"HDB_WAREHOUSE_DATA_PATH={lake.data_path} is not a folder",
+            "mount the class's shared folder there, or fix the path (your instructor's .env "
+            "lines have it)",
+        )
+    try:
+        with open_lake(lake, read_only=True) as con:
+            snapshot = con.execute(
+                f"select max(snapshot_id) from ducklake_snapshots('{LAKE_ALIAS}')"
+            ).fetchone()[0]
+    except FileNotFoundError:
+        return Check("warehouse", OK, f"{lake.describe()}: empty (a run fills it)")
+    except WarehouseUnavailableError as error:
+        detail, _, fix = str(error).partition("\n")
+        return Check("warehouse", FAIL, detail, fix)
+    return Check("warehouse", OK, f"{lake.describe()}: reachable, at snapshot {snapshot}")
+
+
 def check_lock(warehouse: Path) -> Check:
     """Whether a run could write the warehouse now, and if not, who holds it."""
 
@@ -491,6 +521,9 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
             )
             return checks
     checks.append(Check("settings", OK, settings.describe()))
+    if settings.lake is not None:  # the shared warehouse: no file, no lock
+        checks += [check_lake(settings.lake), check_data(settings)]
+        return checks
     checks += [
         check_duckdb(settings.warehouse_path),
         check_lock(settings.warehouse_path),

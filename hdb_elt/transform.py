@@ -18,12 +18,14 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from hdb_elt.extract_load import source_name
+from hdb_elt.lake_lock import dbt_lock
 from hdb_elt.months import Month
 from hdb_elt.settings import DBT_PROJECT_DIR, Settings, display_path, load_settings
 from hdb_elt.warehouse import (
@@ -84,14 +86,15 @@ def run_dbt(
         "--profiles-dir",
         str(DBT_PROJECT_DIR),
     ]
-    return subprocess.run(
-        command,
-        cwd=DBT_PROJECT_DIR,
-        env={**settings.child_env(), **(env or {})},
-        capture_output=capture,
-        text=True,
-        check=False,
-    )
+    with dbt_lock(settings.lake) if settings.lake else nullcontext():
+        return subprocess.run(
+            command,
+            cwd=DBT_PROJECT_DIR,
+            env={**settings.child_env(), **(env or {})},
+            capture_output=capture,
+            text=True,
+            check=False,
+        )
 
 
 def build_window(

@@ -24,7 +24,7 @@ import duckdb
 import pandas as pd
 from tap_hdb_resale.deliveries import COLUMNS, Row, fingerprint
 from tap_hdb_resale.resources import FIRST_MONTH, RESOURCES
-from target_hdb_duckdb.lake import connect_lake
+from target_hdb_duckdb.lake import LAKE_ALIAS, connect_lake  # noqa: F401 (LAKE_ALIAS: for readers)
 from target_hdb_duckdb.loader import load_tables_ddl
 
 from hdb_elt.settings import Lake, display_path, lake_settings, not_a_warehouse

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,92 @@ def test_on_the_lake_a_bad_delivery_changes_nothing_a_bad_row_is_quarantined_and
     assert again.stage is None, again.message
     assert "nothing new to load" in again.message
     assert state()["fact"] == after["fact"] and state()["raw"] == after["raw"]
+
+
+@pytest.mark.slow
+def test_the_doctor_checks_the_shared_warehouse(
+    lake_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from classroom.doctor import FAIL, OK, check_lake
+
+    for name, value in lake_env.items():
+        monkeypatch.setenv(name, value)
+    lake = load_settings(dotenv=False).lake
+    assert check_lake(lake).status == OK and "empty" in check_lake(lake).detail
+    ensure_warehouse(tmp_path / "unused.duckdb")
+    found = check_lake(lake)
+    assert found.status == OK and "reachable, at snapshot" in found.detail
+    down = replace(lake, catalog=lake.catalog.replace("port=", "port=1"))
+    found = check_lake(down)
+    assert found.status == FAIL and "PostgreSQL server is running" in found.fix
+    assert "password" not in found.detail + found.fix
+    assert check_lake(replace(lake, data_path=tmp_path / "missing")).status == FAIL
+
+
+# One run of the stages for one month, as a separate process: extract-load, the gate, dbt build,
+# then dbt's tests with the reconciliation (what the 01..04 notebooks call).
+ONE_MONTH_RUN = """
+import sys
+from pathlib import Path
+from hdb_elt.extract_load import run_extract_load
+from hdb_elt.settings import stage_settings
+from hdb_elt.test import raise_on_failures, reconciliation, run_tests
+from hdb_elt.transform import build_models
+from hdb_elt.validation import raise_if_blocked, read_deliveries, record_results, validate_load
+
+s = stage_settings(sys.argv[1], sys.argv[1])
+run_extract_load(s, log_dir=Path(sys.argv[2]))
+report = validate_load(read_deliveries(s.warehouse_path, s.start_month, s.end_month),
+                       s.start_month, s.end_month)
+record_results(s.warehouse_path, report)
+raise_if_blocked(report)
+build_models(s)
+raise_on_failures(run_tests(s), reconciliation(s.warehouse_path, s.start_month, s.end_month))
+"""
+
+
+@pytest.mark.slow
+def test_three_months_at_once_on_the_lake_build_the_marts_of_one_at_a_time_in_a_file(
+    lake_env: dict[str, str], tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    months = ("2023-03", "2023-04", "2023-05")
+    base = {
+        **os.environ,
+        "HDB_RESALE_DATA_DIR": str(SNAPSHOT_DIR),
+        "DBT_TARGET_PATH": str(tmp_path / "dbt-target"),
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+    }
+
+    def start(month: str, env: dict[str, str]) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", ONE_MONTH_RUN, month, str(tmp_path / "logs" / month)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    file = tmp_path / "file.duckdb"
+    file_env = {**base, "HDB_WAREHOUSE_PATH": str(file), "HDB_WAREHOUSE_CATALOG": ""}
+    for month in months:  # the DuckDB file: one run at a time
+        run = start(month, file_env)
+        assert run.wait(600) == 0, run.stdout.read()
+
+    lake = {**base, **lake_env}
+    runs = [start(month, lake) for month in months]  # the lake: all three at once
+    outputs = [(run.wait(900), run.stdout.read()) for run in runs]
+    assert [code for code, _ in outputs] == [0, 0, 0], "\n\n".join(out for _, out in outputs)
+
+    settings = load_settings({**lake_env}, dotenv=False)
+    with open_lake(settings.lake, read_only=True) as con:
+        con.execute(f"attach '{file}' as file_warehouse (read_only)")
+        for table in MARTS:
+            assert mart_rows(con, table, "warehouse") == mart_rows(con, table, "file_warehouse")
+        months_built = con.execute(
+            "select list(distinct month_key order by month_key) from marts.fct_resale_transactions"
+        ).fetchone()[0]
+    assert tuple(months_built) == months
