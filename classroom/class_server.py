@@ -33,7 +33,13 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import make_dsn, parse_dsn
 
-from classroom.postgres_server import DEFAULT_PORT, HOST, SUPERUSER, LocalPostgres
+from classroom.postgres_server import (
+    DEFAULT_PORT,
+    HOST,
+    SERVER_OS_USER,
+    SUPERUSER,
+    LocalPostgres,
+)
 from dagster_orchestration.constants import DAGSTER_PG_URL_ENV
 from hdb_elt.settings import (
     CATALOG_SETTING,
@@ -187,6 +193,19 @@ class ClassSetup:
         )
 
 
+def check_server_can_enter(folder: Path) -> None:
+    """As root, the server runs as the ``postgres`` user: it must be able to reach ``folder``."""
+    if os.geteuid() != 0:
+        return
+    for parent in folder.resolve().parents:
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            raise ClassServerError(
+                f"PostgreSQL runs as the {SERVER_OS_USER} user, which cannot enter {parent} "
+                f"(mode {parent.stat().st_mode & 0o777:o}), so it cannot keep its data in "
+                f"{folder}. Use --folder in a place it can reach (/srv/hdb-class, /var/tmp/...)."
+            )
+
+
 def superuser_dsn(
     dsn: str | None, folder: Path, port: int, credentials: Credentials
 ) -> tuple[str, str | None]:
@@ -194,12 +213,16 @@ def superuser_dsn(
     if dsn:
         return dsn, None
     server = LocalPostgres(folder / "postgres", port)
+    check_server_can_enter(folder)
     if credentials.superuser_password is None:
         credentials.superuser_password = new_password()
-    created = server.initialise(credentials.superuser_password)
-    credentials.save()  # before anything else can fail: the password of a new server
-    was_running = server.is_running()
-    server.start()
+    try:
+        created = server.initialise(credentials.superuser_password)
+        credentials.save()  # before anything else can fail: the password of a new server
+        was_running = server.is_running()
+        server.start()
+    except RuntimeError as exc:  # initdb's or pg_ctl's own words, with the server's log
+        raise ClassServerError(str(exc)) from None
     done = "created and started" if created else ("running" if was_running else "started")
     note = (
         f"PostgreSQL {done} on {HOST}:{port} (data in {display_path(server.data_dir)}, log in "

@@ -9,6 +9,7 @@ of its own name, so their databases and roles never meet.
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import uuid
 from contextlib import closing
@@ -241,3 +242,14 @@ def test_the_class_instance_keeps_its_runs_in_postgres(
     with DagsterInstance.from_config(str(prepare_home(tmp_path / "other_home"))) as other:
         run = other.get_run_by_id(result.run_id)
         assert run is not None and run.status == DagsterRunStatus.SUCCESS
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to the postgres user")
+def test_a_folder_the_server_user_cannot_enter_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)
+    with pytest.raises(ClassServerError, match=r"cannot enter .*locked \(mode 700\)"):
+        run_class_server(learners=["alice"], folder=locked / "class", port=1)
+    assert not (locked / "class").exists()
