@@ -25,12 +25,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from tap_hdb_resale.deliveries import find_deliveries
 
+from dagster_orchestration.constants import DAGSTER_PG_URL_ENV
 from hdb_elt.settings import (
     DATASET_ID,
     MELTANO_PROJECT_DIR,
@@ -39,6 +41,7 @@ from hdb_elt.settings import (
     Settings,
     SettingsError,
     display_path,
+    environment,
     load_settings,
 )
 from hdb_elt.warehouse import (
@@ -370,6 +373,32 @@ def check_lake(lake: Lake) -> Check:
     return Check("warehouse", OK, f"{lake.describe()}: reachable, at snapshot {snapshot}")
 
 
+def check_class_dagster(env: dict[str, str] | None = None) -> Check:
+    """The class's Dagster storage (the shared warehouse's runs are kept there): it answers."""
+    url = environment(env).get(DAGSTER_PG_URL_ENV, "").strip()
+    if not url:
+        return Check(
+            "dagster storage",
+            WARN,
+            f"{DAGSTER_PG_URL_ENV} is not set: runs go through the class's Dagster UI (as a "
+            "learner's do)",
+            f"instructors: add the {DAGSTER_PG_URL_ENV} line `make class-server` printed to .env",
+        )
+    where = url.rsplit("@", 1)[-1]  # host:port/database, never the password before it
+    try:
+        psycopg2.connect(url, connect_timeout=5).close()
+    except psycopg2.Error as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return Check(
+            "dagster storage",
+            FAIL,
+            f"the class's Dagster storage at {where} does not answer: {reason}",
+            f"check {DAGSTER_PG_URL_ENV} (the instructor's line from `make class-server`), and "
+            "that the class's PostgreSQL server runs",
+        )
+    return Check("dagster storage", OK, f"the class's Dagster instance in PostgreSQL at {where}")
+
+
 def check_lock(warehouse: Path) -> Check:
     """Whether a run could write the warehouse now, and if not, who holds it."""
 
@@ -509,7 +538,7 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
         check_tool("meltano", ("meltano",)),
         check_meltano_plugins(),
         check_tool("dbt", ("dbt-core", "dbt-duckdb")),
-        check_tool("dagster", ("dagster", "dagster-webserver", "dagstermill")),
+        check_tool("dagster", ("dagster", "dagster-webserver", "dagstermill", "dagster-postgres")),
         check_kernel(),
     ]
     if settings is None:
@@ -522,7 +551,7 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
             return checks
     checks.append(Check("settings", OK, settings.describe()))
     if settings.lake is not None:  # the shared warehouse: no file, no lock
-        checks += [check_lake(settings.lake), check_data(settings)]
+        checks += [check_lake(settings.lake), check_class_dagster(), check_data(settings)]
         return checks
     checks += [
         check_duckdb(settings.warehouse_path),

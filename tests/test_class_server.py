@@ -29,6 +29,7 @@ from classroom.class_server import (
     run_class_server,
 )
 from classroom.cli import main as classroom_main
+from classroom.doctor import check_class_dagster
 from dagster_orchestration.constants import DAGSTER_CLASS_YAML, DAGSTER_YAML
 from dagster_orchestration.home import ClassInstanceError, instance_yaml, prepare_home
 from hdb_elt.settings import Lake
@@ -253,3 +254,17 @@ def test_a_folder_the_server_user_cannot_enter_is_refused_before_anything_starts
     with pytest.raises(ClassServerError, match=r"cannot enter .*locked \(mode 700\)"):
         run_class_server(learners=["alice"], folder=locked / "class", port=1)
     assert not (locked / "class").exists()
+
+
+def test_the_doctor_checks_the_class_dagster_storage(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    _, out = set_up(postgres_server, tmp_path, learners=[])
+    url = env_lines(out, "The instructor's .env")["DAGSTER_PG_URL"]
+    assert check_class_dagster({"DAGSTER_PG_URL": url}).status == "ok"
+    unset = check_class_dagster({"DAGSTER_PG_URL": ""})
+    assert unset.status == "warn" and "class's Dagster UI" in unset.detail
+    password = url.split(":")[2].split("@")[0]
+    wrong = check_class_dagster({"DAGSTER_PG_URL": url.replace(password, "not-it")})
+    assert wrong.status == "FAIL" and "password authentication failed" in wrong.detail
+    assert "not-it" not in wrong.detail and password not in wrong.detail
