@@ -225,7 +225,8 @@ def lock_error_from_text(path: Path, text: str) -> WarehouseLockedError | None:
 def _lock_error(path: Path, exc: duckdb.Error) -> WarehouseLockedError | None:
     text = str(exc)
     found = lock_error_from_text(path, text)
-    if found is not None or "lock" not in text.lower():
+    # "lock" as a word: a corrupt file's "checksum ... in block" is not about a lock.
+    if found is not None or not re.search(r"\block", text, re.IGNORECASE):
         return found
     return WarehouseLockedError(path, None, None)
 
