@@ -277,6 +277,12 @@ def set_up_class(
     dagster_url: str,
 ) -> ClassSetup:
     """Databases, roles and grants on the server ``dsn`` (a superuser's); idempotent."""
+    host = parse_dsn(dsn).get("host", "")
+    if not host or host.startswith("/"):
+        raise ClassServerError(
+            "The connection string names no TCP host (host=<name or address>): the lines handed "
+            "out must reach the server over the network, not through a local socket."
+        )
     ident = sql.Identifier
     created: list[str] = []
     con = connect(dsn)
@@ -339,7 +345,7 @@ def set_up_class(
     data_path.mkdir(parents=True, exist_ok=True)
     info = parse_dsn(dsn)
     return ClassSetup(
-        host=info.get("host", HOST),
+        host=host,
         port=int(info.get("port", 5432)),
         names=names,
         data_path=data_path.resolve(),

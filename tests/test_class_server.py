@@ -78,6 +78,8 @@ def test_a_learner_name_that_cannot_be_a_role_is_refused(tmp_path: Path) -> None
     for bad in ("1alice", "al-ice", "pipeline", "x" * 21):
         with pytest.raises(ClassServerError, match="cannot name a database role"):
             read_learners(bad, None)
+    with pytest.raises(ClassServerError, match="names no TCP host"):
+        run_class_server(learners=[], dsn="host=/var/run/postgresql user=postgres", folder=tmp_path)
 
 
 def test_the_class_is_set_up_once_and_its_env_lines_connect(
