@@ -68,7 +68,8 @@ def test_three_months_at_once_through_the_class_queue_build_the_marts_of_a_duckd
     }
     for name, value in {**common, **pipeline}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    # Set here, so that the variable prepare_home sets is put back after the test.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     home = prepare_home(tmp_path / "dagster_home")  # the class's dagster.yaml: PostgreSQL
     env = dict(os.environ)
     workspace = ["-m", "dagster_orchestration.definitions"]

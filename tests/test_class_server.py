@@ -220,7 +220,8 @@ def test_the_class_instance_keeps_its_runs_in_postgres(
 ) -> None:
     _, out = set_up(postgres_server, tmp_path, learners=[])
     pipeline = env_lines(out, "The instructor's .env")
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    # Set here, so that the variable prepare_home sets is put back after the test.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     laptop = {"HDB_WAREHOUSE_CATALOG": "", "DAGSTER_PG_URL": ""}
     assert instance_yaml(laptop) == DAGSTER_YAML
     with pytest.raises(ClassInstanceError, match="DAGSTER_PG_URL is not set"):
