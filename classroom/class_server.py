@@ -288,15 +288,23 @@ def set_up_class(
     con = connect(dsn)
     try:
         with con.cursor() as cur:
-            cur.execute("select rolsuper from pg_roles where rolname = current_user")
-            row = cur.fetchone()
-            if not row or not row[0]:
+            cur.execute(
+                "select rolsuper, rolcreaterole and rolcreatedb from pg_roles "
+                "where rolname = current_user"
+            )
+            superuser, admin = cur.fetchone() or (False, False)
+            if not (superuser or admin):
                 raise ClassServerError(
-                    "The connection string does not log in as a superuser: the class's roles "
-                    "and databases need one (CREATE ROLE, CREATE DATABASE)."
+                    "The connection string's role may not create roles and databases: log in "
+                    "as a superuser, or (a managed PostgreSQL) its admin role with CREATEROLE "
+                    "and CREATEDB."
                 )
             if ensure_role(cur, names.pipeline, credentials.password(names.pipeline)):
                 created.append(f"role {names.pipeline}")
+            if not superuser:
+                # A managed server's admin is no superuser: to make the pipeline's role own
+                # databases and set its default privileges, it must be a member of that role.
+                cur.execute(sql.SQL("grant {} to current_user").format(ident(names.pipeline)))
             if ensure_role(cur, names.learners, "", login=False):
                 created.append(f"role {names.learners}")
             for learner in learners:

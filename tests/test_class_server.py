@@ -271,3 +271,32 @@ def test_the_doctor_checks_the_class_dagster_storage(
     wrong = check_class_dagster({"DAGSTER_PG_URL": url.replace(password, "not-it")})
     assert wrong.status == "FAIL" and "password authentication failed" in wrong.detail
     assert "not-it" not in wrong.detail and password not in wrong.detail
+
+
+def test_a_managed_servers_admin_role_sets_the_class_up_too(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """A managed PostgreSQL gives an admin role with CREATEROLE and CREATEDB, not a superuser."""
+    admin = f"admin_{uuid.uuid4().hex[:8]}"
+    postgres_server.psql(f"create role {admin} login createrole createdb password 'admin-pw'")
+    dsn = postgres_server.dsn("postgres", user=admin, password="admin-pw")
+    names = ClassNames(f"c{uuid.uuid4().hex[:8]}")
+    out = run_class_server(
+        learners=["alice"],
+        dsn=dsn,
+        folder=tmp_path,
+        class_name=names.name,
+        data_path=tmp_path / "lake",
+    )
+    pipeline = env_lines(out, "The instructor's .env")
+    alice = env_lines(out, "alice's .env")
+    with attach_lake(pipeline["HDB_WAREHOUSE_CATALOG"], str(tmp_path / "lake")) as con:
+        con.execute("create schema marts")
+        con.execute("create table marts.t as select 1 as a")
+    with attach_lake(alice["HDB_WAREHOUSE_CATALOG"], str(tmp_path / "lake"), read_only=True) as con:
+        assert con.execute("select a from marts.t").fetchall() == [(1,)]
+    postgres_server.psql(f"alter role {admin} nocreaterole")
+    with pytest.raises(ClassServerError, match="may not create roles and databases"):
+        run_class_server(
+            learners=[], dsn=dsn, folder=tmp_path, class_name=names.name, data_path=tmp_path
+        )
