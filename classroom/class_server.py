@@ -3,7 +3,8 @@ class, with the warehouse's catalog, Dagster's storage and a role for every lear
 
 It starts the class's own server (:class:`classroom.postgres_server.LocalPostgres`, in
 ``.class_server/postgres/``) or points at one the instructor already has (``--dsn``, or
-``HDB_CLASS_SUPERUSER_DSN``: a superuser's libpq connection string), then, as that superuser:
+``HDB_CLASS_SUPERUSER_DSN``: a superuser's libpq connection string, or a managed server's
+admin role with CREATEROLE and CREATEDB), then, as that role:
 
 - creates the databases ``<class>_lake`` (DuckLake's catalog: its ``ducklake_*`` tables, made
   by the pipeline's first ATTACH) and ``<class>_dagster`` (Dagster's runs, events, schedules),
