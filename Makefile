@@ -10,13 +10,15 @@ STAMP := $(VENV)/.installed
 # make dev and make run; dagster_orchestration/dagster.yaml is copied into it.
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 DAGSTER_PORT ?= 3000
+# The UI listens here; a class whose learners browse from their own machines: 0.0.0.0.
+DAGSTER_HOST ?= 127.0.0.1
 export DAGSTER_HOME
 # Python start-up dominates short runs (dbt, Meltano, kernels): let it cache bytecode even where
 # the environment turns that off.
 unexport PYTHONDONTWRITEBYTECODE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run extract-load test test-fast dev lab data doctor checkpoint lint format bench clean settings notebooks
+.PHONY: help setup run extract-load test test-fast dev lab data doctor checkpoint lint format bench clean settings notebooks class-server
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
@@ -62,11 +64,14 @@ test-fast: setup ## Run the tests not marked slow
 
 dev: setup ## Start the Dagster UI on http://127.0.0.1:3000 (DAGSTER_PORT to change it)
 	@$(BIN)/python -m dagster_orchestration.home >/dev/null
-	$(BIN)/dagster dev -h 127.0.0.1 -p $(DAGSTER_PORT)
+	$(BIN)/dagster dev -h $(DAGSTER_HOST) -p $(DAGSTER_PORT)
 
 notebooks: setup ## Re-execute the stage notebooks and the exercise solutions, saving their outputs
 	$(BIN)/python -c "from classroom.reference_outputs import refresh_committed; refresh_committed()"
 	$(BIN)/python -c "from classroom.exercises.solutions import refresh_solutions; refresh_solutions()"
+
+class-server: setup ## A class's PostgreSQL server: warehouse catalog, Dagster storage, LEARNERS=alice,bob
+	$(BIN)/python -m classroom class-server$(if $(LEARNERS), --learners $(LEARNERS))$(if $(LEARNERS_FILE), --learners-file $(LEARNERS_FILE))
 
 lab: setup ## Open the notebooks in JupyterLab
 	$(BIN)/jupyter lab --ip 127.0.0.1 --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -104,6 +104,37 @@ def cmd_synthesize(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_class_server(settings: Settings, args: argparse.Namespace) -> int:
+    """Start (or point at) the class's PostgreSQL server: databases, roles, the .env lines."""
+    from pathlib import Path
+
+    from classroom.class_server import (
+        DEFAULT_FOLDER,
+        read_learners,
+        run_class_server,
+        stop_local,
+    )
+
+    folder = Path(args.folder) if args.folder else DEFAULT_FOLDER
+    if args.stop:
+        print(stop_local(folder, args.port))
+        return 0
+    learners_file = Path(args.learners_file) if args.learners_file else None
+    learners = read_learners(args.learners, learners_file)
+    print(
+        run_class_server(
+            learners=learners,
+            dsn=args.dsn,
+            folder=folder,
+            port=args.port,
+            class_name=args.class_name,
+            data_path=Path(args.data_path) if args.data_path else None,
+            dagster_url=args.dagster_url,
+        )
+    )
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "settings": cmd_settings,
     "extract-load": cmd_extract_load,
@@ -111,6 +142,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "download": cmd_download,
     "checkpoint": cmd_checkpoint,
     "synthesize": cmd_synthesize,
+    "class-server": cmd_class_server,
 }
 
 
@@ -135,6 +167,27 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument(
                 "--source", help="reference deliveries (default: ../shared/... or data/raw/)"
             )
+        if name == "class-server":
+            from classroom.class_server import DEFAULT_CLASS, SUPERUSER_DSN_ENV
+            from classroom.postgres_server import DEFAULT_PORT
+
+            command.add_argument("--learners", help="learners' names, comma-separated (alice,bob)")
+            command.add_argument("--learners-file", help="a file of learners' names, one a line")
+            command.add_argument(
+                "--dsn",
+                help=f"a superuser's libpq connection string to a server you have (or "
+                f"{SUPERUSER_DSN_ENV}); without it, the class's own server is started",
+            )
+            command.add_argument(
+                "--port", type=int, default=DEFAULT_PORT, help="the class's own server's port"
+            )
+            command.add_argument("--folder", help="where the class's own server and passwords live")
+            command.add_argument(
+                "--class-name", default=DEFAULT_CLASS, help="prefix of databases and roles"
+            )
+            command.add_argument("--data-path", help="the shared folder of the lake's data files")
+            command.add_argument("--dagster-url", help="the class's Dagster UI, for learners")
+            command.add_argument("--stop", action="store_true", help="stop the class's own server")
     sub.add_parser("doctor", help="Check everything a run needs, with a fix for each problem")
     args = parser.parse_args(argv)
     if args.command == "doctor":

@@ -25,22 +25,32 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from tap_hdb_resale.deliveries import find_deliveries
 
+from dagster_orchestration.constants import DAGSTER_PG_URL_ENV
 from hdb_elt.settings import (
     DATASET_ID,
     MELTANO_PROJECT_DIR,
     REPO_ROOT,
+    Lake,
     Settings,
     SettingsError,
     display_path,
+    environment,
     load_settings,
 )
-from hdb_elt.warehouse import WarehouseLockedError, open_warehouse
+from hdb_elt.warehouse import (
+    LAKE_ALIAS,
+    WarehouseLockedError,
+    WarehouseUnavailableError,
+    open_lake,
+    open_warehouse,
+)
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
@@ -340,6 +350,55 @@ def check_duckdb(warehouse: Path, users: dict[str, Path] | None = None) -> Check
     return Check("duckdb", OK, ", ".join(versions) + f": each opened {display_path(warehouse)}")
 
 
+def check_lake(lake: Lake) -> Check:
+    """The shared warehouse: its catalog answers, and its data folder is there."""
+    if not lake.data_path.is_dir():
+        return Check(
+            "warehouse",
+            FAIL,
+            f"HDB_WAREHOUSE_DATA_PATH={lake.data_path} is not a folder",
+            "mount the class's shared folder there, or fix the path (your instructor's .env "
+            "lines have it)",
+        )
+    try:
+        with open_lake(lake, read_only=True) as con:
+            snapshot = con.execute(
+                f"select max(snapshot_id) from ducklake_snapshots('{LAKE_ALIAS}')"
+            ).fetchone()[0]
+    except FileNotFoundError:
+        return Check("warehouse", OK, f"{lake.describe()}: empty (a run fills it)")
+    except WarehouseUnavailableError as error:
+        detail, _, fix = str(error).partition("\n")
+        return Check("warehouse", FAIL, detail, fix)
+    return Check("warehouse", OK, f"{lake.describe()}: reachable, at snapshot {snapshot}")
+
+
+def check_class_dagster(env: dict[str, str] | None = None) -> Check:
+    """The class's Dagster storage (the shared warehouse's runs are kept there): it answers."""
+    url = environment(env).get(DAGSTER_PG_URL_ENV, "").strip()
+    if not url:
+        return Check(
+            "dagster storage",
+            WARN,
+            f"{DAGSTER_PG_URL_ENV} is not set: runs go through the class's Dagster UI (as a "
+            "learner's do)",
+            f"instructors: add the {DAGSTER_PG_URL_ENV} line `make class-server` printed to .env",
+        )
+    where = url.rsplit("@", 1)[-1]  # host:port/database, never the password before it
+    try:
+        psycopg2.connect(url, connect_timeout=5).close()
+    except psycopg2.Error as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return Check(
+            "dagster storage",
+            FAIL,
+            f"the class's Dagster storage at {where} does not answer: {reason}",
+            f"check {DAGSTER_PG_URL_ENV} (the instructor's line from `make class-server`), and "
+            "that the class's PostgreSQL server runs",
+        )
+    return Check("dagster storage", OK, f"the class's Dagster instance in PostgreSQL at {where}")
+
+
 def check_lock(warehouse: Path) -> Check:
     """Whether a run could write the warehouse now, and if not, who holds it."""
 
@@ -479,7 +538,7 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
         check_tool("meltano", ("meltano",)),
         check_meltano_plugins(),
         check_tool("dbt", ("dbt-core", "dbt-duckdb")),
-        check_tool("dagster", ("dagster", "dagster-webserver", "dagstermill")),
+        check_tool("dagster", ("dagster", "dagster-webserver", "dagstermill", "dagster-postgres")),
         check_kernel(),
     ]
     if settings is None:
@@ -491,6 +550,9 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
             )
             return checks
     checks.append(Check("settings", OK, settings.describe()))
+    if settings.lake is not None:  # the shared warehouse: no file, no lock
+        checks += [check_lake(settings.lake), check_class_dagster(), check_data(settings)]
+        return checks
     checks += [
         check_duckdb(settings.warehouse_path),
         check_lock(settings.warehouse_path),

@@ -22,6 +22,11 @@ TIMEZONE = "Asia/Singapore"
 
 # The instance settings (one run at a time: runs write the warehouse), and where they go.
 DAGSTER_YAML = PACKAGE_DIR / "dagster.yaml"
+# A class's instance (the shared warehouse): storage in PostgreSQL, several runs at once. Chosen
+# when the warehouse is the shared one (HDB_WAREHOUSE_CATALOG set); its storage is the database
+# DAGSTER_PG_URL names.
+DAGSTER_CLASS_YAML = PACKAGE_DIR / "dagster_class.yaml"
+DAGSTER_PG_URL_ENV = "DAGSTER_PG_URL"
 DEFAULT_DAGSTER_HOME = REPO_ROOT / ".dagster_home"
 
 # The schedule: on the 28th of every month at 06:00 Singapore time, re-run the previous month

@@ -7,6 +7,9 @@ The same variable names are used by the package, Meltano, dbt, Dagster and the n
 - ``HDB_RESALE_SOURCE``: ``files`` (the default, the folder above) or ``api`` (read the
   data.gov.sg API instead; the only way the network is used by a run).
 - ``HDB_WAREHOUSE_PATH``: the DuckDB file (default ``data/warehouse/hdb_resale.duckdb``).
+- ``HDB_WAREHOUSE_CATALOG`` / ``HDB_WAREHOUSE_DATA_PATH``: the shared class mode instead of the
+  file: a DuckLake whose catalog is the PostgreSQL database this libpq connection string names,
+  and whose Parquet files are in that shared folder. Unset (the default): the DuckDB file.
 - ``HDB_START_MONTH`` / ``HDB_END_MONTH``: the window a run processes (``YYYY-MM``, from
   1990-01, the dataset's first month), default 2023-01 to 2023-12 so classroom numbers are
   reproducible.
@@ -29,6 +32,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 from tap_hdb_resale.resources import CURRENT
+from target_hdb_duckdb.lake import EXTENSION_DIRECTORY
 
 from hdb_elt.months import FIRST_DATASET_MONTH, Month, MonthError
 
@@ -52,10 +56,61 @@ DATA_GOV_SG_API_URL = "https://data.gov.sg/api/action/datastore_search"
 DATA_GOV_SG_DOWNLOAD_API_URL = "https://api-open.data.gov.sg/v1/public/api/datasets"
 
 SOURCES = ("files", "api")
+CATALOG_SETTING = "HDB_WAREHOUSE_CATALOG"
+DATA_PATH_SETTING = "HDB_WAREHOUSE_DATA_PATH"
 
 
 class SettingsError(ValueError):
     """A setting has a value the pipeline cannot use; the message says what is expected."""
+
+
+@dataclass(frozen=True)
+class Lake:
+    """The shared warehouse: a DuckLake with its catalog in PostgreSQL (``catalog``, a libpq
+    connection string, which may hold a password: never printed) and its Parquet files in
+    ``data_path``, a folder every machine of the class reaches at the same path."""
+
+    catalog: str = field(repr=False)
+    data_path: Path
+
+    def describe(self) -> str:
+        """The lake in words, without the password."""
+        return f"DuckLake {catalog_address(self.catalog)}, data in {display_path(self.data_path)}/"
+
+
+def catalog_address(catalog: str) -> str:
+    """``user@host:port/dbname`` of a libpq connection string, leaving out any password."""
+    parts = dict(
+        item.split("=", 1) for item in catalog.split() if "=" in item and "password" not in item
+    )
+    where = f"{parts.get('host', 'localhost')}:{parts.get('port', '5432')}"
+    who = f"{parts['user']}@" if "user" in parts else ""
+    return f"{who}{where}/{parts.get('dbname', '')}"
+
+
+def lake_from(values: Mapping[str, str]) -> Lake | None:
+    """The shared warehouse these settings name, or None for the DuckDB file (the default)."""
+    catalog = _env_value(values, CATALOG_SETTING)
+    if catalog is None:
+        return None
+    raw_path = _env_value(values, DATA_PATH_SETTING)
+    if raw_path is None:
+        raise SettingsError(
+            f"{CATALOG_SETTING} is set but {DATA_PATH_SETTING} is not: the shared warehouse "
+            "keeps its data as Parquet files in a folder every learner reaches at the same "
+            f"path; set {DATA_PATH_SETTING} to it (your instructor's .env lines have it)."
+        )
+    if "=" not in catalog:
+        raise SettingsError(
+            f"{CATALOG_SETTING} is not a libpq connection string: expected "
+            "'host=... port=... dbname=... user=... password=...'."
+        )
+    return Lake(catalog.strip(), resolve_path(raw_path, DATA_PATH_SETTING))
+
+
+def lake_settings() -> Lake | None:
+    """The shared warehouse the environment (and ``.env``) names, or None for the file."""
+    return lake_from(environment())
 
 
 @dataclass(frozen=True)
@@ -70,6 +125,14 @@ class Settings:
     api_url: str = DATA_GOV_SG_API_URL
     api_key: str | None = field(default=None, repr=False)
     download_api_url: str = DATA_GOV_SG_DOWNLOAD_API_URL
+    lake: Lake | None = None
+
+    @property
+    def warehouse_label(self) -> str:
+        """The warehouse in words: the DuckDB file, or the shared DuckLake."""
+        if self.lake is not None:
+            return self.lake.describe()
+        return display_path(self.warehouse_path)
 
     @property
     def source_mode(self) -> str:
@@ -92,7 +155,7 @@ class Settings:
         """One line a person can read, with no secret in it."""
         return (
             f"window {self.start_month}..{self.end_month}, source {self.source_label}, "
-            f"warehouse {display_path(self.warehouse_path)}"
+            f"warehouse {self.warehouse_label}"
         )
 
     def child_env(self) -> dict[str, str]:
@@ -115,6 +178,13 @@ class Settings:
             env["HDB_RESALE_SOURCE"] = "api"
         if self.api_key:
             env["DATA_GOV_SG_API_KEY"] = self.api_key
+        if self.lake is not None:
+            env[CATALOG_SETTING] = self.lake.catalog
+            env[DATA_PATH_SETTING] = str(self.lake.data_path)
+            env["HDB_DUCKDB_EXTENSION_DIRECTORY"] = str(EXTENSION_DIRECTORY)
+        else:  # empty, not unset: a .env naming a lake must not win over these settings
+            env[CATALOG_SETTING] = ""
+            env[DATA_PATH_SETTING] = ""
         return env
 
 
@@ -312,6 +382,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         api_url=api_url,
         api_key=_env_value(values, "DATA_GOV_SG_API_KEY"),
         download_api_url=download_api_url,
+        lake=lake_from(values),
     )
 
 

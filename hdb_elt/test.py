@@ -21,9 +21,12 @@ from hdb_elt.transform import (
     missing_results,
     new_run_target,
     plain_output,
+    RUN_WINDOW,
     read_run_results,
+    recorded_window,
     run_dbt,
     window_env,
+    window_record,
 )
 from hdb_elt.warehouse import (
     LATEST_DELIVERIES,
@@ -67,18 +70,9 @@ class DbtTestRunError(RuntimeError):
 # dbt copies the variables named DBT_ENV_CUSTOM_ENV_<name> into its artifacts' metadata (as
 # <name>) and reads them nowhere else, so no parse depends on them: run_tests records there
 # which window it tested, for whoever reads its results (the test asset's metadata).
-TESTED_WINDOW = "HDB_TESTED_WINDOW"
-
-
-def tested_window(run_results: dict) -> tuple[str | None, str | None]:
-    """The window a ``dbt test`` run's ``run_results.json`` says it tested (:func:`run_tests`
-    records it; a run by hand with ``--vars`` names it there)."""
-    recorded = ((run_results.get("metadata") or {}).get("env") or {}).get(TESTED_WINDOW)
-    if recorded:
-        start, _, end = recorded.partition("..")
-        return start, end
-    given = (run_results.get("args") or {}).get("vars") or {}
-    return given.get("start_month"), given.get("end_month")
+# The window a ``dbt test`` run tested: dbt runs with none, so the pipeline records it.
+TESTED_WINDOW = RUN_WINDOW
+tested_window = recorded_window
 
 
 def run_tests(settings: Settings) -> pd.DataFrame:
@@ -97,7 +91,7 @@ def run_tests(settings: Settings) -> pd.DataFrame:
         capture=True,
         env={
             **window_env(),  # no window, not even one inherited
-            f"DBT_ENV_CUSTOM_ENV_{TESTED_WINDOW}": f"{settings.start_month}..{settings.end_month}",
+            **window_record(settings.start_month, settings.end_month),
             "DBT_TARGET_PATH": str(target),
         },
     )

@@ -15,14 +15,17 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Mapping
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from hdb_elt.extract_load import source_name
+from hdb_elt.lake_lock import dbt_lock
 from hdb_elt.months import Month
 from hdb_elt.settings import DBT_PROJECT_DIR, Settings, display_path, load_settings
 from hdb_elt.warehouse import (
@@ -71,6 +74,28 @@ def window_env(start: Month | str | None = None, end: Month | str | None = None)
     }
 
 
+# The window a pipeline's dbt run covered, kept in its run_results.json (dbt copies variables
+# named DBT_ENV_CUSTOM_ENV_* into the results' metadata): runs of other months may run dbt at
+# the same time, and each stage reads the results of its own window.
+RUN_WINDOW = "HDB_RUN_WINDOW"
+
+
+def window_record(start: Month | str, end: Month | str) -> dict[str, str]:
+    """The environment that records ``start``..``end`` in dbt's results (:func:`recorded_window`)."""
+    return {f"DBT_ENV_CUSTOM_ENV_{RUN_WINDOW}": f"{start}..{end}"}
+
+
+def recorded_window(run_results: dict) -> tuple[str | None, str | None]:
+    """The window a dbt run's ``run_results.json`` says it covered: the one the pipeline
+    recorded (:func:`window_record`), else the one given by hand in ``--vars``."""
+    recorded = ((run_results.get("metadata") or {}).get("env") or {}).get(RUN_WINDOW)
+    if recorded:
+        start, _, end = recorded.partition("..")
+        return start, end
+    given = (run_results.get("args") or {}).get("vars") or {}
+    return given.get("start_month"), given.get("end_month")
+
+
 def run_dbt(
     args: list[str],
     settings: Settings | None = None,
@@ -94,14 +119,15 @@ def run_dbt(
         "--profiles-dir",
         str(DBT_PROJECT_DIR),
     ]
-    return subprocess.run(
-        command,
-        cwd=DBT_PROJECT_DIR,
-        env={**settings.child_env(), **(env or {})},
-        capture_output=capture,
-        text=True,
-        check=False,
-    )
+    with dbt_lock(settings.lake) if settings.lake else nullcontext():
+        return subprocess.run(
+            command,
+            cwd=DBT_PROJECT_DIR,
+            env={**settings.child_env(), **(env or {})},
+            capture_output=capture,
+            text=True,
+            check=False,
+        )
 
 
 def build_window(
@@ -133,6 +159,8 @@ def build_window(
         window = window_env()
     else:
         args += ["--exclude-resource-type", "unit_test"]
+    if start is not None and end is not None:
+        window = {**window, **window_record(start, end)}
     return run_dbt(
         [*args, *(extra_args or [])], settings, capture=capture, env={**window, **(env or {})}
     )
@@ -191,6 +219,9 @@ _RUN_SPECIFIC_COLUMNS = ("_load_id", "_loaded_at")
 # or a concurrent run's. The folders live under dbt_target_dir()/runs/, newest last by name.
 RUNS_FOLDER = "runs"
 KEEP_RUN_TARGETS = 5
+# A folder younger than this is kept whatever their number: runs of other months may be using
+# theirs at the same time (a class's run queue starts several at once).
+KEEP_RECENT_SECONDS = 3600
 PARTIAL_PARSE = "partial_parse.msgpack"
 
 
@@ -206,7 +237,8 @@ def new_run_target(base: Path | None = None) -> Path:
     dbt keeps its parsed project (``partial_parse.msgpack``) in the target folder, and a fresh
     folder would mean a full parse every run (1.3 s more for a build of one month), so the
     newest parsed project beside it is copied in first; dbt re-parses whatever changed. Only
-    the latest :data:`KEEP_RUN_TARGETS` folders are kept.
+    the latest :data:`KEEP_RUN_TARGETS` folders are kept, and any of the last hour
+    (:data:`KEEP_RECENT_SECONDS`), which a concurrent run may still be reading.
     """
     base = base or dbt_target_dir()
     earlier = run_targets(base)
@@ -217,14 +249,29 @@ def new_run_target(base: Path | None = None) -> Path:
     if parsed:
         newest = max(parsed, key=lambda p: (p / PARTIAL_PARSE).stat().st_mtime)
         shutil.copyfile(newest / PARTIAL_PARSE, folder / PARTIAL_PARSE)
+    recent = time.time() - KEEP_RECENT_SECONDS
     for old in earlier[: max(0, len(earlier) - (KEEP_RUN_TARGETS - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.stat().st_mtime < recent:
+            shutil.rmtree(old, ignore_errors=True)
     return folder
 
 
-def latest_run_target(base: Path | None = None) -> Path | None:
-    """The newest run folder holding dbt's results (``run_results.json``), or None."""
+def latest_run_target(
+    base: Path | None = None, *, which: str | None = None, window: tuple[str, str] | None = None
+) -> Path | None:
+    """The newest run folder holding dbt's results (``run_results.json``), or None; with
+    ``which`` and ``window``, the newest of ``dbt <which>`` over that window (runs of other
+    months may run dbt at the same time, in folders of their own), else the newest of any."""
     found = [p for p in run_targets(base) if (p / "run_results.json").is_file()]
+    if which is not None and window is not None:
+        for target in reversed(found):
+            try:
+                results = json.loads((target / "run_results.json").read_text())
+            except (OSError, ValueError):
+                continue  # dbt still writing it
+            which_ = (results.get("args") or {}).get("which")
+            if which_ == which and recorded_window(results) == tuple(window):
+                return target
     return found[-1] if found else None
 
 
@@ -292,8 +339,10 @@ def describe_summary(summary: dict[str, dict[str, int]]) -> str:
     return "; ".join(parts)
 
 
-def _read_artifacts(target_dir: Path | None) -> tuple[list[dict], dict]:
-    target = target_dir or latest_run_target() or dbt_target_dir()
+def _read_artifacts(
+    target_dir: Path | None, window: tuple[str, str] | None = None
+) -> tuple[list[dict], dict]:
+    target = target_dir or latest_run_target(which="build", window=window) or dbt_target_dir()
     results_path, manifest_path = target / "run_results.json", target / "manifest.json"
     if not results_path.exists() or not manifest_path.exists():
         raise FileNotFoundError(
@@ -309,15 +358,16 @@ def built_models(
     end: Month | str,
     target_dir: Path | None = None,
 ) -> pd.DataFrame:
-    """The seeds and models of dbt's last run (its folder, :func:`latest_run_target`, unless
-    ``target_dir`` names another): how each is materialized, its status, its rows.
+    """The seeds and models of dbt's last build of the window (its folder,
+    :func:`latest_run_target`, unless ``target_dir`` names another): how each is materialized,
+    its status, its rows.
 
     ``rows`` counts the whole relation; ``rows_in_window`` the rows whose ``month_key`` lies in
     ``start``..``end`` (empty for relations without months). Seeds, staging, then the marts,
     each model after those it reads: the table reads in the order data flows.
     """
     start, end = str(Month.parse(str(start))), str(Month.parse(str(end)))
-    results, manifest = _read_artifacts(target_dir)
+    results, manifest = _read_artifacts(target_dir, (start, end))
     built = []
     for result in results:
         node = manifest["nodes"].get(result["unique_id"])

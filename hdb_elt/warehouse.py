@@ -1,8 +1,15 @@
-"""The DuckDB warehouse: connections, its identity, and the tables the pipeline owns.
+"""The warehouse: connections, its identity, and the tables the pipeline owns.
+
+The warehouse is a DuckDB file (the default) or, in the shared class mode, a DuckLake whose
+catalog is in PostgreSQL (``HDB_WAREHOUSE_CATALOG``, ``HDB_WAREHOUSE_DATA_PATH``). Every reader
+and writer opens it with :func:`connect`, which reads the same names in either mode
+(``raw.resale_flat_prices``, ``audit.quarantine``, ``marts.fct_resale_transactions``...).
 
 DuckDB lets one process write a file at a time. Readers here open the file read-only and
 close it at once, so a notebook left open never blocks a run; a writer that finds the file
 locked gets :class:`WarehouseLockedError`, which says which file, which process, and what to do.
+A DuckLake takes many writers at once: each transaction commits a snapshot, and tables written
+month by month are partitioned by month, so runs of different months never touch one file.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ import duckdb
 import pandas as pd
 from tap_hdb_resale.deliveries import COLUMNS, Row, fingerprint
 from tap_hdb_resale.resources import FIRST_MONTH, RESOURCES
+from target_hdb_duckdb.lake import LAKE_ALIAS, connect_lake  # noqa: F401 (LAKE_ALIAS: for readers)
 from target_hdb_duckdb.loader import load_tables_ddl
 
-from hdb_elt.settings import display_path, not_a_warehouse
+from hdb_elt.settings import Lake, display_path, lake_settings, not_a_warehouse
 
 # The eleven columns of a delivery, in delivery order: the tap's list, read here (the plugins
 # cannot import the workbook, so the workbook imports them). dbt's copy, the raw columns of
@@ -44,6 +52,21 @@ def dataset_id_sql(month: str = "month") -> str:
     )
     return f"case when not regexp_full_match({month}, '\\d{{4}}-\\d{{2}}') then null {cases} end"
 
+
+def _ddl(*, lake: bool = False) -> list[str]:
+    """The statements creating (or bringing up to date) the warehouse's tables and views."""
+    if not lake:
+        return list(_DDL)
+    lake_tables = dict(zip(load_tables_ddl("raw"), load_tables_ddl("raw", lake=True), strict=True))
+    statements = [lake_tables.get(statement, statement) for statement in _DDL]
+    # Tables written month by month: runs of different months write different files, so
+    # DuckLake commits them side by side (it refuses two transactions deleting from one file).
+    statements += [f"alter table {table} set partitioned by (month)" for table in BY_MONTH]
+    return statements
+
+
+# Tables a run writes one month at a time: partitioned by month in a DuckLake.
+BY_MONTH = (RAW_TABLE, "audit.validation_results", "audit.quarantine")
 
 _DDL = [
     "create schema if not exists raw",
@@ -202,13 +225,45 @@ def lock_error_from_text(path: Path, text: str) -> WarehouseLockedError | None:
 def _lock_error(path: Path, exc: duckdb.Error) -> WarehouseLockedError | None:
     text = str(exc)
     found = lock_error_from_text(path, text)
-    if found is not None or "lock" not in text.lower():
+    # "lock" as a word: a corrupt file's "checksum ... in block" is not about a lock.
+    if found is not None or not re.search(r"\block", text, re.IGNORECASE):
         return found
     return WarehouseLockedError(path, None, None)
 
 
+class WarehouseUnavailableError(RuntimeError):
+    """The shared warehouse's catalog cannot be reached, or the file cannot be read."""
+
+
+# DuckDB's words when a file was written by a newer DuckDB than this one.
+_NEWER_FILE_RE = re.compile(r"version number|newer version|storage version", re.IGNORECASE)
+
+
+def open_lake(lake: Lake, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Attach the shared warehouse's DuckLake (as the loader does) and use it."""
+    try:
+        return connect_lake(lake.catalog, lake.data_path, read_only=read_only)
+    except duckdb.Error as exc:
+        text = str(exc)
+        if read_only and ("does not exist" in text.lower() or "not initialized" in text.lower()):
+            raise FileNotFoundError(
+                f"The shared warehouse ({lake.describe()}) holds nothing yet: run the "
+                "extract-load stage first (make run, or the 01 notebook)."
+            ) from None
+        raise WarehouseUnavailableError(
+            f"The shared warehouse ({lake.describe()}) could not be opened: "
+            f"{text.replace(lake.catalog, '<HDB_WAREHOUSE_CATALOG>')}\nCheck HDB_WAREHOUSE_CATALOG "
+            "and HDB_WAREHOUSE_DATA_PATH (your instructor's .env lines), and that the class's "
+            "PostgreSQL server is running."
+        ) from None
+
+
 def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse, turning DuckDB's lock error into :class:`WarehouseLockedError`."""
+    """Open the warehouse: the shared DuckLake when the settings name one, else the file
+    ``path``, turning DuckDB's lock error into :class:`WarehouseLockedError`."""
+    lake = lake_settings()
+    if lake is not None:
+        return open_lake(lake, read_only=read_only)
     path = Path(path)
     if read_only and not path.exists():
         raise FileNotFoundError(
@@ -224,6 +279,14 @@ def open_warehouse(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyCon
         locked = _lock_error(path, exc)
         if locked is not None:
             raise locked from None
+        if _NEWER_FILE_RE.search(str(exc)):
+            raise WarehouseUnavailableError(
+                f"The warehouse {display_path(path)} was written by a newer DuckDB than this "
+                f"one ({duckdb.__version__}, the workbook's pin): {exc}\nFix: rebuild it with "
+                "this DuckDB (move the file aside, or point HDB_WAREHOUSE_PATH at a new path, "
+                "and run make run), or export it with the DuckDB that wrote it (EXPORT "
+                "DATABASE) and IMPORT DATABASE it here."
+            ) from None
         raise
 
 
@@ -237,11 +300,45 @@ def connect(path: Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyC
         con.close()
 
 
+def _prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the warehouse's tables and views if missing. A DuckLake already made is left
+    alone: runs of several months start at once, and changing its catalog together would make
+    all but one of them fail at commit."""
+    if lake_settings() is None:
+        for statement in _ddl():
+            con.execute(statement)
+        return
+    if _is_prepared(con):
+        return
+    # A new lake is made in one transaction, its identity included; when runs start together
+    # on a new lake, one makes it and the others find it made.
+    con.execute("begin transaction")
+    try:
+        for statement in _ddl(lake=True):
+            con.execute(statement)
+        con.execute(
+            "insert into raw._warehouse values (?, timezone('UTC', now()))", [uuid.uuid4().hex]
+        )
+        con.execute("commit")
+    except duckdb.Error:
+        con.execute("rollback")
+        if not _is_prepared(con):
+            raise
+
+
+def _is_prepared(con: duckdb.DuckDBPyConnection) -> bool:
+    found = con.execute(
+        "select count(*) from information_schema.tables "
+        "where table_catalog = current_database() and table_schema = 'raw' "
+        "and table_name in ('latest_deliveries', '_warehouse')"
+    ).fetchone()[0]
+    return found == 2 and bool(con.execute("select count(*) from raw._warehouse").fetchone()[0])
+
+
 def ensure_warehouse(path: Path) -> str:
     """Create the warehouse's schemas and tables if missing; return its identity."""
     with connect(path) as con:
-        for statement in _DDL:
-            con.execute(statement)
+        _prepare(con)
         row = con.execute("select warehouse_id from raw._warehouse limit 1").fetchone()
         if row is None:
             warehouse_id = uuid.uuid4().hex
@@ -258,15 +355,28 @@ def has_latest_deliveries(path: Path) -> bool:
     with connect(path, read_only=True) as con:
         found = con.execute(
             "select count(*) from information_schema.tables "
-            "where table_schema = 'raw' and table_name = 'latest_deliveries'"
+            "where table_catalog = current_database() "
+            "and table_schema = 'raw' and table_name = 'latest_deliveries'"
         ).fetchone()
     return bool(found[0])
+
+
+def warehouse_exists(path: Path) -> bool:
+    """Whether there is a warehouse to read: the file, or a lake holding the raw layer."""
+    if lake_settings() is None:
+        return Path(path).exists()
+    try:
+        return has_latest_deliveries(path)
+    except FileNotFoundError:
+        return False
 
 
 def ensure_latest_deliveries(path: Path) -> None:
     """Make sure a stage reading :data:`LATEST_DELIVERIES` finds it: a warehouse created
     before the view existed gets it (and ``audit.rejected_deliveries``) here. A missing
     warehouse is left to the reader, whose read-only open says to run extract-load first."""
+    if lake_settings() is not None:
+        return  # a lake is made with the view (ensure_warehouse, before its first load)
     if Path(path).exists() and not has_latest_deliveries(path):
         ensure_warehouse(path)
 
@@ -334,9 +444,9 @@ def delivery_record(path: Path) -> dict[str, dict]:
     warehouse loads exactly what it lacks.
     """
     with connect(path) as con:
-        for statement in _DDL:
-            con.execute(statement)
-        _record_unrecorded_months(con)
+        _prepare(con)
+        if lake_settings() is None:  # a lake is younger than raw._load_months
+            _record_unrecorded_months(con)
         accepted = con.execute(
             f"""select month, row_count, fingerprint from raw._load_months
                 where stream = 'resale_flat_prices'

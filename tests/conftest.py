@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from postgres_support import postgres_server  # noqa: F401 (a fixture: a real PostgreSQL server)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MONTHLY = (REPO_ROOT / ".." / "shared" / "data" / "hdb_resale" / "monthly").resolve()

@@ -52,7 +52,7 @@ def test_python_inside_and_outside_the_projects_range() -> None:
 def test_packages_at_their_pins_and_one_that_is_not() -> None:
     assert doctor.check_packages().status == OK
     pinned = doctor.project_pins()
-    assert pinned["duckdb"] == "2.0.0" and pinned["dbt-core"] == "1.11.16"
+    assert pinned["duckdb"] == "1.4.4" and pinned["dbt-core"] == "1.11.16"
 
     def version_of(name: str) -> str | None:
         return {"duckdb": "1.4.0", "dbt-core": None}.get(name, doctor.installed_version(name))
@@ -60,7 +60,7 @@ def test_packages_at_their_pins_and_one_that_is_not() -> None:
     found = doctor.check_packages(version_of)
     assert found.status == FAIL
     assert "dbt-core missing (pinned 1.11.16)" in found.detail
-    assert "duckdb 1.4.0 (pinned 2.0.0)" in found.detail
+    assert "duckdb 1.4.0 (pinned 1.4.4)" in found.detail
     assert found.fix.startswith("run `make setup`")
 
 
@@ -89,7 +89,7 @@ def test_meltanos_plugins_are_installed_with_their_pins() -> None:
     found = doctor.check_meltano_plugins()
     assert found.status == OK, found
     assert "tap-hdb-resale (singer-sdk 0.54.9" in found.detail
-    assert "target-hdb-duckdb (duckdb 2.0.0" in found.detail
+    assert "target-hdb-duckdb (duckdb 1.4.4" in found.detail
 
 
 def test_a_plugin_not_installed(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_every_duckdb_opens_the_warehouse(tmp_path: Path) -> None:
     ensure_warehouse(warehouse)
     found = doctor.check_duckdb(warehouse)
     assert found.status == OK, found
-    assert "loader 2.0.0, dbt 2.0.0, notebooks 2.0.0: each opened" in found.detail
+    assert "loader 1.4.4, dbt 1.4.4, notebooks 1.4.4: each opened" in found.detail
 
 
 def test_a_duckdb_that_cannot_read_the_file(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_a_duckdb_that_cannot_read_the_file(tmp_path: Path) -> None:
     warehouse.write_bytes(b"not a database" * 100)
     found = doctor.check_duckdb(warehouse, {"loader": Path(sys.executable)})
     assert found.status == FAIL
-    assert "loader (duckdb 2.0.0) cannot open it" in found.detail
+    assert "loader (duckdb 1.4.4) cannot open it" in found.detail
     assert "newer DuckDB" in found.fix
 
 

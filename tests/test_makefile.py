@@ -53,6 +53,7 @@ def test_every_target_the_readme_names_exists() -> None:
         (["doctor"], "-m classroom doctor"),
         (["run"], "-m classroom run"),
         (["data"], "-m classroom download"),
+        (["class-server", "LEARNERS=alice,bob"], "-m classroom class-server --learners alice,bob"),
     ],
 )
 def test_a_target_runs_its_command(words: list[str], command: str) -> None:

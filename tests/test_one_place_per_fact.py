@@ -198,3 +198,12 @@ def test_meltano_hands_the_tap_the_catalog_it_would_discover() -> None:
         "tap-hdb-resale --config <a config with start_month, end_month> --discover > "
         f"{extractor['catalog']}"
     )
+
+
+def test_the_class_instance_reads_its_storage_from_the_variable_the_class_server_prints() -> None:
+    """dagster_class.yaml names DAGSTER_PG_URL (YAML cannot import it); the class server prints
+    it, and the instance choice checks it, from dagster_orchestration.constants."""
+    from dagster_orchestration.constants import DAGSTER_CLASS_YAML, DAGSTER_PG_URL_ENV
+
+    config = yaml.safe_load(DAGSTER_CLASS_YAML.read_text())
+    assert config["storage"]["postgres"]["postgres_url"] == {"env": DAGSTER_PG_URL_ENV}

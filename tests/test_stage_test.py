@@ -297,7 +297,7 @@ def test_run_tests_stops_when_dbt_could_not_test(monkeypatch, tmp_path: Path) ->
     # goes into dbt's metadata, for the test asset's checks.
     assert calls[0] == ["test"]
     assert envs[0]["HDB_DBT_START_MONTH"] == envs[0]["HDB_DBT_END_MONTH"] == ""
-    assert envs[0]["DBT_ENV_CUSTOM_ENV_HDB_TESTED_WINDOW"] == "2023-02..2023-03"
+    assert envs[0]["DBT_ENV_CUSTOM_ENV_HDB_RUN_WINDOW"] == "2023-02..2023-03"
 
     behaviour["returncode"] = 0  # finished, but the results in the folder are not its own
     with pytest.raises(DbtTestRunError, match="results are missing"):

@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -131,10 +132,16 @@ def test_each_dbt_run_gets_a_fresh_folder_with_the_last_parsed_project(tmp_path:
     folders = [first] + [transform.new_run_target(base) for _ in range(transform.KEEP_RUN_TARGETS)]
     assert len(set(folders)) == len(folders)
     assert (folders[1] / "partial_parse.msgpack").read_bytes() == b"first run"
-    assert transform.run_targets(base) == folders[1:]  # the oldest removed, the latest few kept
+    # A folder of the last hour is kept beyond the latest few: a concurrent run may read it.
+    assert transform.run_targets(base) == folders
+    hours_ago = time.time() - 2 * transform.KEEP_RECENT_SECONDS
+    for folder in folders[:2]:
+        os.utime(folder, (hours_ago, hours_ago))
+    folders.append(transform.new_run_target(base))
+    assert transform.run_targets(base) == folders[2:]  # the old ones removed, the latest few kept
     assert transform.latest_run_target(base) is None  # the first, with results, is gone
-    write_results(folders[2], [])
-    assert transform.latest_run_target(base) == folders[2]
+    write_results(folders[3], [])
+    assert transform.latest_run_target(base) == folders[3]
 
 
 def test_describe_summary_reads_like_a_sentence() -> None:

@@ -148,3 +148,34 @@ def test_a_warehouse_made_before_dataset_ids_gets_them_from_each_rows_month(tmp_
     assert names[-1] == "_dataset_id"
     ensure_warehouse(old)  # again: nothing changes
     assert delivery_record(old) == before and set(before) == {"2016-02", "2023-05"}
+
+
+# What DuckDB 1.4.4 says opening a file DuckDB 2.0.0 wrote (seen with a real one).
+NEWER_FILE_ERROR = (
+    "IO Error: Trying to read a database file with version number 999, but we can only read "
+    "versions between 64 and 67.\nThe database file was created with an newer version of "
+    "DuckDB.\n\nNewer DuckDB version might introduce backward incompatible changes (possibly "
+    "guarded by compatibility settings)."
+)
+
+
+def test_a_file_written_by_a_newer_duckdb_is_named_with_the_fix(tmp_path, monkeypatch):
+    import duckdb
+
+    import hdb_elt.warehouse as warehouse
+
+    path = tmp_path / "newer.duckdb"
+    duckdb.connect(str(path)).close()
+
+    def newer(*args, **kwargs):
+        raise duckdb.IOException(NEWER_FILE_ERROR)
+
+    monkeypatch.setattr(warehouse.duckdb, "connect", newer)
+    with (
+        pytest.raises(warehouse.WarehouseUnavailableError) as caught,
+        warehouse.connect(path, read_only=True),
+    ):
+        pass
+    message = str(caught.value)
+    assert "written by a newer DuckDB than this one (1.4.4" in message
+    assert "point HDB_WAREHOUSE_PATH at a new path" in message and "EXPORT DATABASE" in message

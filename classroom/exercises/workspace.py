@@ -33,7 +33,9 @@ from classroom.checkpoints import (
 )
 from hdb_elt.seeds import SEEDS_DIR_ENV
 from hdb_elt.settings import (
+    CATALOG_SETTING,
     DATA_DIR,
+    DATA_PATH_SETTING,
     DBT_PROJECT_DIR,
     Settings,
     display_path,
@@ -218,6 +220,10 @@ class Workspace(PipelineFolder):
             "HDB_START_MONTH": str(self.settings.start_month),
             "HDB_END_MONTH": str(self.settings.end_month),
             "HDB_LOOKBACK_MONTHS": str(self.settings.lookback_months),
+            # An exercise works on its own copy, a DuckDB file, also in a class whose .env
+            # names the shared warehouse: empty wins over .env (hdb_elt.settings.lake_from).
+            CATALOG_SETTING: "",
+            DATA_PATH_SETTING: "",
             **self.tool_env(),
         }
         if self.exercise.copies_dbt_project:

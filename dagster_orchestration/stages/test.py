@@ -1,9 +1,10 @@
 """Stage 4: test (dbt's data and unit tests, reconciliation), its outcomes as asset checks.
 
 The test notebook runs ``dbt test``, which writes its artifacts into a folder of its own; the
-checks read the newest such folder's ``run_results.json`` (the one-writer-at-a-time rule means
-nothing ran dbt in between) and refuse results that are not a ``dbt test`` of this run's
-window, written during this run.
+checks read the newest folder holding a ``dbt test`` of this run's window, and refuse results
+written before this run started. Runs of other months may run dbt at the same time (a class's
+run queue starts several at once), each in its own folder, so a check never reads another
+run's tests.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the types of a check's or
@@ -30,9 +31,10 @@ class NoTestResults(RuntimeError):
 
 
 def window_test_results(settings: Settings, not_before: float | None = None) -> pd.DataFrame:
-    """The pass/fail table of the last ``dbt test`` if it tested this window (after
+    """The pass/fail table of the newest ``dbt test`` of this window (written after
     ``not_before``, a POSIX time); else :class:`NoTestResults` saying what was found."""
-    target = latest_run_target()
+    wanted = str(settings.start_month), str(settings.end_month)
+    target = latest_run_target(which="test", window=wanted)
     if target is None or not (target / "manifest.json").is_file():
         raise NoTestResults("dbt has no results yet: the test stage did not run.")
     run_results = json.loads((target / "run_results.json").read_text())

@@ -8,12 +8,16 @@
 -- run: the pre-hook drops the column remaining_lease_derived replaces and adds dataset_id
 -- (null in the old rows), on_schema_change appends the other new columns, and
 -- months_to_rebuild rebuilds every month whose rows have a null dataset_id, once.
+--
+-- In the shared DuckLake (the profile's target lake) the fact is partitioned by month: runs of
+-- different months then replace different files and commit side by side.
 
 {{
     config(
         materialized='incremental',
         incremental_strategy='replace_months',
         on_schema_change='append_new_columns',
+        partitioned_by=('month' if target.name == 'lake' else none),
         pre_hook=[
             "{% if is_incremental() %}"
             ~ "alter table {{ this }} drop column if exists is_remaining_lease_derived;"

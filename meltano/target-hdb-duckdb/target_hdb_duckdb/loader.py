@@ -10,6 +10,10 @@ exactly as it was.
 Rows arrive as RECORD messages (buffered, then inserted in batches) or as BATCH messages
 naming Parquet or JSON Lines files, which DuckDB reads straight into the table
 (:meth:`DuckDBLoader.add_batch`), inside the same transaction.
+
+The database is a DuckDB file, or the shared warehouse's DuckLake (a PostgreSQL catalog and a
+folder of Parquet files: :mod:`target_hdb_duckdb.lake`), where the run is one DuckLake
+transaction: one snapshot, or nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import duckdb
+
+from target_hdb_duckdb.lake import connect_lake
 
 _IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 METADATA_COLUMNS = {"_load_id": "varchar", "_loaded_at": "timestamp"}
@@ -56,15 +62,17 @@ def duckdb_type(json_schema: dict[str, Any]) -> str:
     }.get(kind, "varchar")
 
 
-def load_tables_ddl(schema: str) -> list[str]:
+def load_tables_ddl(schema: str, *, lake: bool = False) -> list[str]:
     """The statements creating ``<schema>._loads`` and ``<schema>._load_months`` if missing.
 
     The one definition of the loader's record: the workbook's warehouse
     (hdb_elt.warehouse.ensure_warehouse) creates the same tables with these statements.
+    DuckLake has no keys (``lake``): there the load id is unique by construction (a UUID).
     """
+    key = "" if lake else " primary key"
     return [
         f"""create table if not exists {quote(schema)}._loads (
-            load_id varchar primary key,
+            load_id varchar{key},
             stream varchar,
             started_at timestamp,
             committed_at timestamp,
@@ -119,19 +127,38 @@ class _Stream:
 class DuckDBLoader:
     """Buffers records per stream and inserts them in batches inside one open transaction."""
 
-    def __init__(self, database_path: str | Path, schema: str = "raw", batch_rows: int = 50_000):
-        path = Path(database_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        database_path: str | Path | None,
+        schema: str = "raw",
+        batch_rows: int = 50_000,
+        *,
+        catalog: str | None = None,
+        data_path: str | Path | None = None,
+    ):
+        """Open the DuckDB file ``database_path``, or, given ``catalog`` (a libpq connection
+        string) and ``data_path``, the shared warehouse's DuckLake."""
         self.schema = schema
         self.batch_rows = batch_rows
         self.load_id = uuid.uuid4().hex
-        self.con = duckdb.connect(str(path))
+        self.lake = bool(catalog)
+        if catalog:
+            if not data_path:
+                raise LoaderError(
+                    "Setting data_path is required with catalog: the shared folder of the "
+                    "warehouse's Parquet files (HDB_WAREHOUSE_DATA_PATH)."
+                )
+            self.con = connect_lake(catalog, data_path)
+        else:
+            path = Path(database_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.con = duckdb.connect(str(path))
         self.streams: dict[str, _Stream] = {}
         # The files of the BATCH messages loaded: removed once the load has committed.
         self.batch_files: list[str] = []
         self.con.execute("begin transaction")
         self.con.execute(f"create schema if not exists {quote(schema)}")
-        for statement in load_tables_ddl(schema):
+        for statement in load_tables_ddl(schema, lake=self.lake):
             self.con.execute(statement)
         # Strictly increasing from load to load, so "latest delivery" never ties.
         self.loaded_at = self.con.execute(
@@ -161,6 +188,10 @@ class DuckDBLoader:
         if not existing:
             columns_sql = ", ".join(f"{quote(n)} {t}" for n, t in wanted.items())
             self.con.execute(f"create table {table} ({columns_sql})")
+            if self.lake and "month" in wanted:
+                # Runs of different months then write different files, so they can commit
+                # at the same time (DuckLake refuses two transactions deleting from one file).
+                self.con.execute(f"alter table {table} set partitioned by (month)")
         else:
             for name, kind in wanted.items():
                 if name not in existing:

@@ -38,6 +38,17 @@ ABOUT = {
     "capabilities": ["about", "batch"],
     "settings": [
         {"name": "database_path", "kind": "string", "description": "The DuckDB file to load."},
+        {
+            "name": "catalog",
+            "kind": "string",
+            "description": "The shared warehouse instead: DuckLake's PostgreSQL catalog (libpq).",
+            "sensitive": True,
+        },
+        {
+            "name": "data_path",
+            "kind": "string",
+            "description": "With catalog: the shared folder of the DuckLake's Parquet files.",
+        },
         {"name": "default_target_schema", "kind": "string", "description": "Schema (raw)."},
         {"name": "batch_size_rows", "kind": "integer", "description": "Rows per insert."},
         {
@@ -56,12 +67,15 @@ class IncompleteStreamError(RuntimeError):
 def load(lines: Iterable[str], config: dict[str, Any], out: IO[str]) -> dict[str, int]:
     """Load Singer messages; commit and write the last STATE to ``out`` if the run completed."""
     database_path = config.get("database_path")
-    if not database_path:
+    catalog = config.get("catalog") or None
+    if not database_path and not catalog:
         raise LoaderError("Setting database_path is required: the DuckDB file to load into.")
     loader = DuckDBLoader(
-        database_path,
+        None if catalog else database_path,
         schema=config.get("default_target_schema") or "raw",
         batch_rows=int(config.get("batch_size_rows") or 50_000),
+        catalog=catalog,
+        data_path=config.get("data_path") or None,
     )
     verify_months = bool(config.get("verify_month_counts", True))
     state: Any = None
