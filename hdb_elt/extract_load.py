@@ -46,6 +46,7 @@ from hdb_elt.warehouse import (
     RAW_TABLE,
     connect,
     delivery_record,
+    describe_warehouse,
     ensure_latest_deliveries,
     ensure_warehouse,
     lock_error_from_text,
@@ -266,9 +267,9 @@ def _run_extract_load(settings: Settings, log_dir: Path | None) -> ExtractLoadRe
     alive = running_extract_loads(warehouse_id)
     if alive:
         raise ExtractLoadError(
-            f"Another extract-load into the warehouse {display_path(settings.warehouse_path)} "
-            f"is running (process {', '.join(map(str, alive))}): wait for it to finish, then "
-            "run again."
+            "Another extract-load into the warehouse "
+            f"{describe_warehouse(settings.warehouse_path)} is running (process "
+            f"{', '.join(map(str, alive))}): wait for it to finish, then run again."
         )
     command = [
         meltano_executable(),

@@ -34,8 +34,7 @@ from hdb_elt.report import (
     plural,
     window_label,
 )
-from hdb_elt.settings import display_path
-from hdb_elt.warehouse import connect
+from hdb_elt.warehouse import connect, describe_warehouse
 
 CHART_FILE = "long_run_price_per_sqm.png"
 # URA's five planning regions, the values of marts.dim_town.region, in the legend's order.
@@ -141,7 +140,7 @@ def read_long_run(
             ).df()
         except duckdb.CatalogException:
             raise ReportError(
-                f"The marts are not built in {display_path(Path(warehouse_path))}: run the "
+                f"The marts are not built in {describe_warehouse(warehouse_path)}: run the "
                 "transform stage first (notebook 03, or make run)."
             ) from None
     # The index: each median relative to the first period's (all Singapore, or the region's).

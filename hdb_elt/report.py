@@ -38,8 +38,7 @@ from hdb_elt.chart_style import (
     titles,
 )
 from hdb_elt.months import Month
-from hdb_elt.settings import display_path
-from hdb_elt.warehouse import connect
+from hdb_elt.warehouse import connect, describe_warehouse
 
 FACT = "marts.fct_resale_transactions"
 REPORT_DIR_NAME = "report"
@@ -177,7 +176,7 @@ def read_report_data(
             ).fetchone()
         except duckdb.CatalogException:
             raise ReportError(
-                f"The marts are not built in {display_path(Path(warehouse_path))}: run the "
+                f"The marts are not built in {describe_warehouse(warehouse_path)}: run the "
                 "transform stage first (notebook 03, or make run)."
             ) from None
     return ReportData(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from hdb_elt.months import Month
-from hdb_elt.settings import Settings, display_path
+from hdb_elt.settings import Settings
 from hdb_elt.transform import (
     missing_results,
     new_run_target,
@@ -31,6 +31,7 @@ from hdb_elt.transform import (
 from hdb_elt.warehouse import (
     LATEST_DELIVERIES,
     connect,
+    describe_warehouse,
     ensure_latest_deliveries,
     lock_error_from_text,
 )
@@ -219,7 +220,7 @@ def reconciliation(warehouse_path: Path, start: Month | str, end: Month | str) -
         }
         if FACT_TABLE not in tables:
             raise FileNotFoundError(
-                f"{FACT_TABLE} is not in the warehouse {display_path(warehouse_path)} yet: "
+                f"{FACT_TABLE} is not in the warehouse {describe_warehouse(warehouse_path)} yet: "
                 "run the transform stage first (the 03 notebook, or make run)."
             )
         # Before validate or dbt has ever run, audit.quarantine may be absent: nothing is.

@@ -361,6 +361,12 @@ def has_latest_deliveries(path: Path) -> bool:
     return bool(found[0])
 
 
+def describe_warehouse(path: Path) -> str:
+    """The warehouse in words: the file ``path``, or the shared DuckLake the settings name."""
+    lake = lake_settings()
+    return lake.describe() if lake is not None else display_path(Path(path))
+
+
 def warehouse_exists(path: Path) -> bool:
     """Whether there is a warehouse to read: the file, or a lake holding the raw layer."""
     if lake_settings() is None:
