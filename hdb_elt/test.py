@@ -18,10 +18,10 @@ import pandas as pd
 from hdb_elt.months import Month
 from hdb_elt.settings import Settings
 from hdb_elt.transform import (
+    RUN_WINDOW,
     missing_results,
     new_run_target,
     plain_output,
-    RUN_WINDOW,
     read_run_results,
     recorded_window,
     run_dbt,

@@ -81,7 +81,7 @@ RUN_WINDOW = "HDB_RUN_WINDOW"
 
 
 def window_record(start: Month | str, end: Month | str) -> dict[str, str]:
-    """The environment that records ``start``..``end`` in dbt's results (:func:`recorded_window`)."""
+    """The environment recording ``start``..``end`` in dbt's results (:func:`recorded_window`)."""
     return {f"DBT_ENV_CUSTOM_ENV_{RUN_WINDOW}": f"{start}..{end}"}
 
 
