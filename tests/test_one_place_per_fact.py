@@ -207,3 +207,15 @@ def test_the_class_instance_reads_its_storage_from_the_variable_the_class_server
 
     config = yaml.safe_load(DAGSTER_CLASS_YAML.read_text())
     assert config["storage"]["postgres"]["postgres_url"] == {"env": DAGSTER_PG_URL_ENV}
+
+
+def test_the_reconciliation_test_reads_the_window_the_test_stage_records() -> None:
+    """dbt's macro recorded_run_window reads the variable hdb_elt.transform.window_record sets
+    (dbt cannot import it): with another name, the lake's reconciliation would check every month,
+    other runs' unbuilt ones included."""
+    from hdb_elt.transform import RUN_WINDOW, window_record
+
+    (variable,) = window_record("2023-01", "2023-02")
+    assert variable == f"DBT_ENV_CUSTOM_ENV_{RUN_WINDOW}"
+    macro = (DBT_PROJECT_DIR / "macros" / "month_window.sql").read_text()
+    assert f"env_var('{variable}', '')" in macro

@@ -36,6 +36,27 @@
 
 
 {#-
+    The window the pipeline's test stage records for a `dbt test` (which runs with no window,
+    so that unit tests keep their own): DBT_ENV_CUSTOM_ENV_HDB_RUN_WINDOW, "YYYY-MM..YYYY-MM"
+    (hdb_elt.transform.window_record). Read only when tests run (execute), never while parsing;
+    anything but two months is no window.
+-#}
+{% macro recorded_run_window() %}
+    {%- set window = {'start': none, 'end': none} -%}
+    {%- if execute -%}
+        {%- set recorded = env_var('DBT_ENV_CUSTOM_ENV_HDB_RUN_WINDOW', '') | trim -%}
+        {%- set found = modules.re.match(
+            '^([0-9]{4}-(0[1-9]|1[0-2]))[.][.]([0-9]{4}-(0[1-9]|1[0-2]))$', recorded
+        ) -%}
+        {%- if found -%}
+            {%- do window.update({'start': found.group(1), 'end': found.group(3)}) -%}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return(window) }}
+{% endmacro %}
+
+
+{#-
     A SQL predicate on month_key choosing the months this run (re)builds in an incremental
     model that carries month_key and _loaded_at:
     - with a window in --vars: exactly the window's months;

@@ -5,10 +5,17 @@
 -- Returns the months that disagree.
 --
 -- In the shared DuckLake (target lake), runs of other months load and build beside this one: a
--- month another run has loaded but not yet built is not an error of this run. There, with a
--- window in --vars (the test stage always passes one), only the window's months are checked;
--- this run's build replaced exactly those. A DuckDB file has one run at a time: every month.
-{%- set window = month_window() if target.name == 'lake' else {'start': none, 'end': none} %}
+-- month another run has loaded but not yet built is not an error of this run. There, only the
+-- months of this run's window are checked (this run's build replaced exactly those): a window
+-- given by hand (--vars), else the one the test stage records for its `dbt test`
+-- (recorded_run_window). A DuckDB file has one run at a time: every month.
+{%- set window = {'start': none, 'end': none} %}
+{%- if target.name == 'lake' %}
+    {%- set window = month_window() %}
+    {%- if window.start is none and window.end is none %}
+        {%- set window = recorded_run_window() %}
+    {%- endif %}
+{%- endif %}
 
 with
 
