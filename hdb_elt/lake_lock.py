@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import duckdb
-from target_hdb_duckdb.lake import EXTENSION_DIRECTORY, sql_text
+from target_hdb_duckdb.lake import offline_connection, sql_text
 
 from hdb_elt.settings import Lake
 
@@ -32,13 +31,7 @@ LOCK_TIMEOUT_SECONDS = 1800
 @contextmanager
 def dbt_lock(lake: Lake, timeout_seconds: int = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
     """Hold the shared warehouse's dbt lock for the block (waiting for it if needed)."""
-    con = duckdb.connect(
-        config={
-            "extension_directory": str(EXTENSION_DIRECTORY),
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-        }
-    )
+    con = offline_connection()
     try:
         con.execute("load postgres")
         con.execute(f"attach {sql_text(lake.catalog)} as catalog (type postgres)")

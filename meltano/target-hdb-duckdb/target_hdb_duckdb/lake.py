@@ -35,6 +35,18 @@ def attach_path(catalog: str) -> str:
     return f"ducklake:postgres:{catalog}"
 
 
+def offline_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that loads extensions only from :data:`EXTENSION_DIRECTORY` (the
+    PyPI ``duckdb-ext-*`` packages) and never installs or fetches one."""
+    return duckdb.connect(
+        config={
+            "extension_directory": str(EXTENSION_DIRECTORY),
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+    )
+
+
 def connect_lake(
     catalog: str, data_path: str | Path, *, read_only: bool = False
 ) -> duckdb.DuckDBPyConnection:
@@ -43,13 +55,7 @@ def connect_lake(
     ``read_only`` attaches the lake read-only: a reader cannot change it by mistake. A new lake
     (an empty catalog database) is initialised by the first writer that attaches it.
     """
-    con = duckdb.connect(
-        config={
-            "extension_directory": str(EXTENSION_DIRECTORY),
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-        }
-    )
+    con = offline_connection()
     try:
         con.execute("load ducklake")
         con.execute("load postgres")
